@@ -85,8 +85,8 @@ struct bal_pool {
 	struct bal_server *servers;       /* array of nservers, owned */
 	size_t nservers;
 	_Atomic(struct bal_maglev *) maglev;  /* BAL_SOURCE only; NULL otherwise */
-	struct bal_maglev *retired;       /* main thread only: awaiting reclaim */
-	double retired_at;                /* monotonic seconds when retired */
+	struct bal_maglev *retired;       /* main thread only: chain awaiting reclaim */
+	double retired_at;                /* when the newest was retired, -1 = stamp at reclaim */
 	atomic_uint generation;           /* bumped on every state/weight change */
 };
 
@@ -100,10 +100,10 @@ struct bal_client {
 struct bal_cursor;
 
 /*
- * Create a pool of nservers servers named and addressed as given; every
- * server starts in initial_state[i] (BAL_UP unless the config says otherwise)
- * with eff_weight = weight. Returns NULL on allocation failure.
- * The caller fills nothing else; the pool owns its server array.
+ * Create a pool of nservers servers copied from templates (name, addr,
+ * addrlen, weight, state); every server starts in templates[i].state with
+ * eff_weight = weight. Returns NULL on allocation failure, an unknown
+ * algorithm or more than BAL_MAX_SERVERS servers. The pool owns its copy.
  */
 struct bal_pool *bal_pool_new(const char *name, enum bal_algo algo,
     const struct bal_server *templates, size_t nservers);
@@ -119,9 +119,11 @@ int bal_set_eff_weight(struct bal_pool *pool, size_t idx, unsigned w);
 int bal_pool_rebuild(struct bal_pool *pool, double now);
 
 /*
- * Main thread, periodically: free a retired Maglev table once it has been
- * unpublished for longer than any bal_pick() can take (1 s is generous: a
- * pick is a few hundred ns and never blocks).
+ * Main thread, periodically: free retired Maglev tables once unpublished for
+ * longer than any bal_pick() can take. 1 s is generous: a pick is tens of ns
+ * and never blocks; only a worker descheduled for over a second inside a pick
+ * (a debugger stop) could still read a freed table. An exact per-worker epoch
+ * would close that; not worth its cost on the data path today.
  */
 void bal_pool_reclaim(struct bal_pool *pool, double now);
 
