@@ -48,6 +48,9 @@ log_init(enum log_level level, int to_syslog, const char *ident)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
+static void log_vemit(enum log_level lvl, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vemit(enum log_level lvl, int errnum, const char *fmt, va_list ap)
 {
