@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <tandem/bal.h>
@@ -146,6 +147,25 @@ tandemd_start_workers(struct tandemd *d)
 	return 0;
 }
 
+/*
+ * The default socket lives in /run/tandem, which systemd creates for us
+ * (RuntimeDirectory=); started by hand, create the directory like it would.
+ */
+static void
+tandemd_mkdir_parent(const char *path)
+{
+	char dir[CFG_PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST)
+		log_warn("tandemd: mkdir %s", dir);
+}
+
 static int
 tandemd_start_ctl(struct tandemd *d)
 {
@@ -159,14 +179,15 @@ tandemd_start_ctl(struct tandemd *d)
 	d->view.npools = d->npools;
 	d->view.workers = d->nworkers;
 	d->view.started = ev_time();
+	tandemd_mkdir_parent(node->control);
 	d->ctl = ctl_new(d->loop, node->control, &d->view);
 	if (d->ctl == NULL)
-		return -EADDRINUSE;
+		return -errno;
 	if (node->metrics.ss_family != AF_UNSPEC) {
 		d->metrics = metrics_new(d->loop, (const struct sockaddr *)&node->metrics,
 		    node->metricslen, &d->view);
 		if (d->metrics == NULL)
-			return -EADDRINUSE;
+			return -errno;
 	}
 	return 0;
 }
@@ -232,8 +253,8 @@ tandemd_run(const char *file, int debug)
 		goto out;
 	}
 	if ((r = tandemd_start_ctl(&d)) < 0) {
-		log_warnx("tandemd: cannot start the control socket %s",
-		    d.cfg->node.control);
+		errno = -r;
+		log_warn("tandemd: cannot start the control interface");
 		goto out;
 	}
 	log_info("tandemd: node %s running, %u workers, %zu frontends, %zu backends",

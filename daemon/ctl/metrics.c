@@ -1,0 +1,576 @@
+/* metrics — see include/tandem/metrics.h */
+#include <tandem/metrics.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include <tandem/bal.h>
+#include <tandem/config.h>
+#include <tandem/health.h>
+#include <tandem/log.h>
+#include <tandem/proxy.h>
+
+#define METRICS_CLIENT_TIMEOUT 5.0
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct metrics {
+	struct ev_loop *loop;
+	struct ctl_view view;
+	struct ctl_srv *srv;
+};
+
+/* ---- exposition text -------------------------------------------------- */
+
+/* Label values may hold any byte but \, " and newline, which are escaped. */
+static void
+metrics_label(struct ctl_buf *out, const char *key, const char *val, int first)
+{
+	ctl_buf_printf(out, "%s%s=\"", first ? "" : ",", key);
+	for (const char *p = val; *p != '\0'; p++) {
+		size_t run = strcspn(p, "\\\"\n");
+
+		ctl_buf_append(out, p, run);
+		p += run;
+		if (*p == '\0')
+			break;
+		ctl_buf_append(out, *p == '\n' ? "\\n" : *p == '"' ? "\\\"" : "\\\\", 2);
+	}
+	ctl_buf_append(out, "\"", 1);
+}
+
+static void
+metrics_family(struct ctl_buf *out, const char *name, const char *type,
+    const char *help)
+{
+	ctl_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+metrics_fe_labels(struct ctl_buf *out, const struct proxy_frontend *fe)
+{
+	metrics_label(out, "frontend", fe->cfg != NULL ? fe->cfg->name : "?", 1);
+	metrics_label(out, "backend", fe->pool != NULL ? fe->pool->name :
+	    fe->cfg != NULL ? fe->cfg->backend_name : "?", 0);
+}
+
+static void
+metrics_srv_labels(struct ctl_buf *out, const struct bal_pool *pool,
+    const struct bal_server *s)
+{
+	metrics_label(out, "backend", pool->name, 1);
+	metrics_label(out, "server", s->name, 0);
+}
+
+static uint64_t
+metrics_load64(const void *base, size_t off)
+{
+	const atomic_uint_fast64_t *a =
+	    (const atomic_uint_fast64_t *)(const void *)((const char *)base + off);
+
+	return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+struct metrics_counter {
+	const char *name;
+	const char *help;
+	size_t off;               /* of an atomic_uint_fast64_t in the stats struct */
+};
+
+static const struct metrics_counter metrics_fe_counters[] = {
+	{ "tandem_frontend_connections_total", "Client connections accepted.",
+	  offsetof(struct proxy_fe_stats, conns_total) },
+	{ "tandem_frontend_bytes_received_total", "Bytes received from clients.",
+	  offsetof(struct proxy_fe_stats, bytes_in) },
+	{ "tandem_frontend_bytes_sent_total", "Bytes sent to clients.",
+	  offsetof(struct proxy_fe_stats, bytes_out) },
+	{ "tandem_frontend_connect_errors_total",
+	  "Failed backend connect attempts, each attempt counted.",
+	  offsetof(struct proxy_fe_stats, connect_errors) },
+	{ "tandem_frontend_retries_total",
+	  "Backend connects retried on another server.",
+	  offsetof(struct proxy_fe_stats, retries) },
+	{ "tandem_frontend_no_server_total",
+	  "Client connections closed because no server was left to try.",
+	  offsetof(struct proxy_fe_stats, no_server) },
+	{ "tandem_frontend_timeouts_total", "Connections closed by a timeout.",
+	  offsetof(struct proxy_fe_stats, timeouts) },
+	{ "tandem_frontend_resets_total", "Connections aborted by a reset or error.",
+	  offsetof(struct proxy_fe_stats, resets) },
+	{ "tandem_frontend_limit_pauses_total",
+	  "Times a listener paused at max-connections.",
+	  offsetof(struct proxy_fe_stats, limit_pauses) },
+	{ "tandem_frontend_accept_errors_total",
+	  "Times a listener paused on EMFILE, ENFILE or ENOMEM.",
+	  offsetof(struct proxy_fe_stats, accept_errors) },
+};
+
+static const struct metrics_counter metrics_srv_counters[] = {
+	{ "tandem_server_connections_total", "Connections made to the server.",
+	  offsetof(struct bal_stats, conns_total) },
+	{ "tandem_server_bytes_received_total", "Bytes received from the server.",
+	  offsetof(struct bal_stats, bytes_in) },
+	{ "tandem_server_bytes_sent_total", "Bytes sent to the server.",
+	  offsetof(struct bal_stats, bytes_out) },
+	{ "tandem_server_connect_errors_total", "Failed connects to the server.",
+	  offsetof(struct bal_stats, connect_errors) },
+	{ "tandem_server_retries_total",
+	  "Connects that failed here and were retried on another server.",
+	  offsetof(struct bal_stats, retries) },
+	{ "tandem_server_state_changes_total", "Server state changes.",
+	  offsetof(struct bal_stats, state_changes) },
+};
+
+#define METRICS_N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void
+metrics_render_node(const struct ctl_view *v, double now, struct ctl_buf *out)
+{
+	metrics_family(out, "tandem_build_info", "gauge",
+	    "Always 1; labels carry the version and the node name.");
+	ctl_buf_printf(out, "tandem_build_info{");
+	metrics_label(out, "version", TANDEM_VERSION, 1);
+	metrics_label(out, "node", v->cfg != NULL ? v->cfg->node.name : "", 0);
+	ctl_buf_printf(out, "} 1\n");
+	metrics_family(out, "tandem_uptime_seconds", "gauge",
+	    "Seconds since the daemon started.");
+	ctl_buf_printf(out, "tandem_uptime_seconds %.3f\n",
+	    now > v->started ? now - v->started : 0.);
+	metrics_family(out, "tandem_workers", "gauge", "Worker threads running.");
+	ctl_buf_printf(out, "tandem_workers %u\n", v->workers);
+}
+
+static void
+metrics_render_frontends(const struct ctl_view *v, struct ctl_buf *out)
+{
+	metrics_family(out, "tandem_frontend_connections_active", "gauge",
+	    "Client connections open now.");
+	for (size_t f = 0; f < v->nfes; f++) {
+		ctl_buf_printf(out, "tandem_frontend_connections_active{");
+		metrics_fe_labels(out, &v->fes[f]);
+		ctl_buf_printf(out, "} %u\n",
+		    atomic_load_explicit(&v->fes[f].active, memory_order_relaxed));
+	}
+	for (size_t k = 0; k < METRICS_N(metrics_fe_counters); k++) {
+		const struct metrics_counter *mc = &metrics_fe_counters[k];
+
+		metrics_family(out, mc->name, "counter", mc->help);
+		for (size_t f = 0; f < v->nfes; f++) {
+			ctl_buf_printf(out, "%s{", mc->name);
+			metrics_fe_labels(out, &v->fes[f]);
+			ctl_buf_printf(out, "} %" PRIu64 "\n",
+			    metrics_load64(&v->fes[f].stats, mc->off));
+		}
+	}
+}
+
+/*
+ * Server gauges that read one bal_server field; value returns 0 and sets *x,
+ * or -1 when the series has no sample for that server right now.
+ */
+struct metrics_srv_gauge {
+	const char *name;
+	const char *help;
+	int (*value)(const struct bal_server *s, double *x);
+};
+
+static int
+metrics_srv_active(const struct bal_server *s, double *x)
+{
+	*x = atomic_load_explicit(&s->active, memory_order_relaxed);
+	return 0;
+}
+
+static int
+metrics_srv_weight(const struct bal_server *s, double *x)
+{
+	*x = s->weight;
+	return 0;
+}
+
+static int
+metrics_srv_eff_weight(const struct bal_server *s, double *x)
+{
+	*x = atomic_load_explicit(&s->eff_weight, memory_order_relaxed);
+	return 0;
+}
+
+static int
+metrics_srv_ewma(const struct bal_server *s, double *x)
+{
+	uint64_t us = atomic_load_explicit(&s->ewma_us, memory_order_relaxed);
+
+	*x = (double)us / 1e6;
+	return us > 0 ? 0 : -1;  /* 0 means "no sample", not "instant" */
+}
+
+static const struct metrics_srv_gauge metrics_srv_gauges[] = {
+	{ "tandem_server_connections_active", "Connections open to the server now.",
+	  metrics_srv_active },
+	{ "tandem_server_weight", "Configured weight.", metrics_srv_weight },
+	{ "tandem_server_effective_weight",
+	  "Weight in use, lower than configured while slow start ramps up.",
+	  metrics_srv_eff_weight },
+	{ "tandem_server_connect_time_ewma_seconds",
+	  "Moving average of the connect time; absent until the first connect.",
+	  metrics_srv_ewma },
+};
+
+/* Health gauges, from hc_server_info(); same contract as above. */
+struct metrics_hc_gauge {
+	const char *name;
+	const char *help;
+	int (*value)(const struct hc_server_info *hi, double *x);
+};
+
+static int
+metrics_hc_healthy(const struct hc_server_info *hi, double *x)
+{
+	*x = hi->healthy ? 1 : 0;
+	return 0;
+}
+
+static int
+metrics_hc_slowstart(const struct hc_server_info *hi, double *x)
+{
+	*x = hi->slowstart ? 1 : 0;
+	return 0;
+}
+
+static int
+metrics_hc_success(const struct hc_server_info *hi, double *x)
+{
+	*x = hi->last_ok ? 1 : 0;
+	return hi->checked ? 0 : -1;
+}
+
+static int
+metrics_hc_duration(const struct hc_server_info *hi, double *x)
+{
+	*x = (double)hi->last_latency_us / 1e6;
+	return hi->checked ? 0 : -1;
+}
+
+static const struct metrics_hc_gauge metrics_hc_gauges[] = {
+	{ "tandem_server_healthy",
+	  "Health verdict after rise/fall: 1 healthy, 0 not (whatever the state).",
+	  metrics_hc_healthy },
+	{ "tandem_server_slow_start", "1 while the effective weight ramps up.",
+	  metrics_hc_slowstart },
+	{ "tandem_server_check_success", "1 if the last active check passed.",
+	  metrics_hc_success },
+	{ "tandem_server_check_duration_seconds",
+	  "Duration of the last active check, passed or failed.",
+	  metrics_hc_duration },
+};
+
+static void
+metrics_render_servers(const struct ctl_view *v, struct ctl_buf *out)
+{
+	struct hc_server_info hi;
+	double x;
+
+	for (size_t k = 0; k < METRICS_N(metrics_srv_gauges); k++) {
+		const struct metrics_srv_gauge *g = &metrics_srv_gauges[k];
+
+		metrics_family(out, g->name, "gauge", g->help);
+		for (size_t p = 0; p < v->npools; p++) {
+			const struct bal_pool *pool = v->pools[p];
+
+			for (size_t i = 0; i < pool->nservers; i++) {
+				if (g->value(&pool->servers[i], &x) != 0)
+					continue;
+				ctl_buf_printf(out, "%s{", g->name);
+				metrics_srv_labels(out, pool, &pool->servers[i]);
+				ctl_buf_printf(out, "} %.9g\n", x);
+			}
+		}
+	}
+	for (size_t k = 0; k < METRICS_N(metrics_srv_counters); k++) {
+		const struct metrics_counter *mc = &metrics_srv_counters[k];
+
+		metrics_family(out, mc->name, "counter", mc->help);
+		for (size_t p = 0; p < v->npools; p++) {
+			const struct bal_pool *pool = v->pools[p];
+
+			for (size_t i = 0; i < pool->nservers; i++) {
+				ctl_buf_printf(out, "%s{", mc->name);
+				metrics_srv_labels(out, pool, &pool->servers[i]);
+				ctl_buf_printf(out, "} %" PRIu64 "\n",
+				    metrics_load64(&pool->servers[i].stats, mc->off));
+			}
+		}
+	}
+
+	/* A state set (one series per state, 1 for the current one). */
+	metrics_family(out, "tandem_server_state", "gauge",
+	    "1 for the server's current state, 0 for the others.");
+	for (size_t p = 0; p < v->npools; p++) {
+		const struct bal_pool *pool = v->pools[p];
+
+		for (size_t i = 0; i < pool->nservers; i++) {
+			int cur = atomic_load_explicit(&pool->servers[i].state,
+			    memory_order_relaxed);
+
+			for (int st = 0; st < BAL_STATE_COUNT; st++) {
+				ctl_buf_printf(out, "tandem_server_state{");
+				metrics_srv_labels(out, pool, &pool->servers[i]);
+				metrics_label(out, "state",
+				    bal_state_name((enum bal_state)st), 0);
+				ctl_buf_printf(out, "} %d\n", st == cur ? 1 : 0);
+			}
+		}
+	}
+
+	for (size_t k = 0; k < METRICS_N(metrics_hc_gauges); k++) {
+		const struct metrics_hc_gauge *g = &metrics_hc_gauges[k];
+
+		metrics_family(out, g->name, "gauge", g->help);
+		for (size_t p = 0; v->hcs != NULL && p < v->npools; p++) {
+			const struct bal_pool *pool = v->pools[p];
+
+			for (size_t i = 0; v->hcs[p] != NULL && i < pool->nservers; i++) {
+				if (hc_server_info(v->hcs[p], i, &hi) != 0 ||
+				    g->value(&hi, &x) != 0)
+					continue;
+				ctl_buf_printf(out, "%s{", g->name);
+				metrics_srv_labels(out, pool, &pool->servers[i]);
+				ctl_buf_printf(out, "} %.9g\n", x);
+			}
+		}
+	}
+
+	metrics_family(out, "tandem_server_checks_total", "counter",
+	    "Active health checks completed, by result.");
+	for (size_t p = 0; v->hcs != NULL && p < v->npools; p++) {
+		const struct bal_pool *pool = v->pools[p];
+
+		for (size_t i = 0; v->hcs[p] != NULL && i < pool->nservers; i++) {
+			if (hc_server_info(v->hcs[p], i, &hi) != 0)
+				continue;
+			ctl_buf_printf(out, "tandem_server_checks_total{");
+			metrics_srv_labels(out, pool, &pool->servers[i]);
+			ctl_buf_printf(out, ",result=\"ok\"} %" PRIu64 "\n",
+			    hi.checks_ok);
+			ctl_buf_printf(out, "tandem_server_checks_total{");
+			metrics_srv_labels(out, pool, &pool->servers[i]);
+			ctl_buf_printf(out, ",result=\"failed\"} %" PRIu64 "\n",
+			    hi.checks_failed);
+		}
+	}
+}
+
+int
+metrics_render(const struct ctl_view *view, double now, struct ctl_buf *out)
+{
+	metrics_render_node(view, now, out);
+	metrics_render_frontends(view, out);
+	metrics_render_servers(view, out);
+	return out->err;
+}
+
+/* ---- HTTP ------------------------------------------------------------- */
+
+/* The request ends at its first empty line; we never read a body. */
+static size_t
+metrics_complete(const char *buf, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (buf[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+static void
+metrics_reply(struct ctl_buf *out, const char *status, const char *extra,
+    const char *ctype, const char *body, size_t len, int head_only)
+{
+	ctl_buf_printf(out, "HTTP/1.1 %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\n%sConnection: close\r\n\r\n", status, ctype,
+	    len, extra);
+	if (!head_only)
+		ctl_buf_append(out, body, len);
+}
+
+static void
+metrics_error(struct ctl_buf *out, const char *status, const char *extra,
+    const char *msg)
+{
+	metrics_reply(out, status, extra, "text/plain; charset=utf-8", msg,
+	    strlen(msg), 0);
+}
+
+/*
+ * Request line: METHOD SP TARGET SP HTTP/1.x. The target's query string is
+ * ignored (Prometheus adds none, but people paste URLs).
+ */
+static int
+metrics_http(struct metrics *m, const char *req, size_t len, struct ctl_buf *out)
+{
+	const char *eol = memchr(req, '\n', len);
+	const char *sp1, *sp2, *tend;
+	size_t llen, mlen, tlen, vlen;
+	struct ctl_buf body = { 0 };
+	int head;
+
+	llen = eol != NULL ? (size_t)(eol - req) : len;
+	if (llen > 0 && req[llen - 1] == '\r')
+		llen--;
+	sp1 = memchr(req, ' ', llen);
+	sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', llen - (size_t)(sp1 + 1 - req)) : NULL;
+	if (sp1 == NULL || sp2 == NULL) {
+		metrics_error(out, "400 Bad Request", "", "bad request\n");
+		return out->err;
+	}
+	mlen = (size_t)(sp1 - req);
+	tlen = (size_t)(sp2 - (sp1 + 1));
+	vlen = llen - (size_t)(sp2 + 1 - req);
+	if (vlen < 5 || memcmp(sp2 + 1, "HTTP/", 5) != 0 || mlen == 0 || tlen == 0) {
+		metrics_error(out, "400 Bad Request", "", "bad request\n");
+		return out->err;
+	}
+	if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.0", 8) != 0 &&
+	    memcmp(sp2 + 1, "HTTP/1.1", 8) != 0)) {
+		metrics_error(out, "505 HTTP Version Not Supported", "",
+		    "HTTP/1.0 or HTTP/1.1 only\n");
+		return out->err;
+	}
+	if (mlen == 3 && memcmp(req, "GET", 3) == 0)
+		head = 0;
+	else if (mlen == 4 && memcmp(req, "HEAD", 4) == 0)
+		head = 1;
+	else {
+		metrics_error(out, "405 Method Not Allowed", "Allow: GET, HEAD\r\n",
+		    "GET /metrics\n");
+		return out->err;
+	}
+	tend = memchr(sp1 + 1, '?', tlen);
+	if (tend != NULL)
+		tlen = (size_t)(tend - (sp1 + 1));
+	if (tlen != 8 || memcmp(sp1 + 1, "/metrics", 8) != 0) {
+		metrics_error(out, "404 Not Found", "", "not found; try /metrics\n");
+		return out->err;
+	}
+	if (metrics_render(&m->view, ev_now(m->loop), &body) != 0) {
+		ctl_buf_free(&body);
+		return -ENOMEM;
+	}
+	metrics_reply(out, "200 OK", "", METRICS_CONTENT_TYPE, body.data, body.len,
+	    head);
+	ctl_buf_free(&body);
+	return out->err;
+}
+
+static int
+metrics_answer(void *arg, enum ctl_req kind, const char *req, size_t len,
+    struct ctl_buf *out)
+{
+	struct metrics *m = arg;
+
+	switch (kind) {
+	case CTL_REQ_COMPLETE:
+		return metrics_http(m, req, len, out);
+	case CTL_REQ_EOF:
+		metrics_error(out, "400 Bad Request", "", "incomplete request\n");
+		break;
+	case CTL_REQ_TOO_LONG:
+		metrics_error(out, "431 Request Header Fields Too Large", "",
+		    "request too large\n");
+		break;
+	case CTL_REQ_BUSY:
+		metrics_error(out, "503 Service Unavailable", "Retry-After: 1\r\n",
+		    "busy\n");
+		break;
+	case CTL_REQ_COUNT:
+	default:
+		return -EINVAL;
+	}
+	return out->err;
+}
+
+static const struct ctl_srv_ops metrics_ops = {
+	.name = "metrics",
+	.max_request = METRICS_MAX_REQUEST,
+	.max_clients = METRICS_MAX_CLIENTS,
+	.timeout = METRICS_CLIENT_TIMEOUT,
+	.complete = metrics_complete,
+	.answer = metrics_answer,
+};
+
+struct metrics *
+metrics_new(struct ev_loop *loop, const struct sockaddr *addr, socklen_t len,
+    const struct ctl_view *view)
+{
+	struct metrics *m;
+	char name[128];
+	int fd, ret, one = 1;
+
+	ctl_fmt_addr(addr, len, name, sizeof(name));
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	m->loop = loop;
+	m->view = *view;
+	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		ret = -errno;
+		goto err_free;
+	}
+	/* A restarted daemon must not wait out TIME_WAIT to get its port back. */
+	if (addr->sa_family != AF_UNIX &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1) {
+		ret = -errno;
+		goto err_close;
+	}
+	if (bind(fd, addr, len) == -1 || listen(fd, 64) == -1) {
+		ret = -errno;
+		goto err_close;
+	}
+	m->srv = ctl_srv_new(loop, fd, &metrics_ops, m);
+	if (m->srv == NULL) {
+		ret = -errno;  /* fd is already closed by ctl_srv_new */
+		goto err_free;
+	}
+	log_info("metrics: listening on %s", name);
+	return m;
+
+err_close:
+	close(fd);
+err_free:
+	free(m);
+err:
+	log_warnx("metrics: cannot listen on %s: %s", name, strerror(-ret));
+	errno = -ret;
+	return NULL;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	ctl_srv_free(m->srv);
+	free(m);
+}
+
+void
+metrics_set_view(struct metrics *m, const struct ctl_view *view)
+{
+	m->view = *view;
+}
