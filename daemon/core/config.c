@@ -1,5 +1,10 @@
-/* config — see include/tandem/config.h */
-#include <tandem/config.h>
+/*
+ * config — lines, blocks, the node, backend and frontend sections, the
+ * whole-file checks and the public API. See include/tandem/config.h for the
+ * grammar and config_int.h for how the parser is split.
+ */
+#include "config_int.h"
+
 #include <tandem/log.h>
 
 #include <arpa/inet.h>
@@ -11,61 +16,12 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define CFG_MAX_ARGS 16       /* words on one line; the longest statement (server) has 7 */
-#define CFG_KW_MAX 12         /* keywords in the largest block table */
-#define CFG_DEPTH 3           /* top level, backend, health-check */
 #define CFG_MAX_BACKENDS 1024
 #define CFG_MAX_FRONTENDS 1024
 #define CFG_WORKERS_MAX 64
 #define CFG_FILE_MAX (16u << 20)  /* a config is a few KiB; anything this big is a mistake */
-
-#define CFG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Keyword flags. */
-#define CFG_KW_BLOCK 0x1      /* "kw [name] {" opens a block */
-#define CFG_KW_REPEAT 0x2     /* may appear more than once in its block */
-
-enum cfg_blk {
-	CFG_BLK_TOP = 0,
-	CFG_BLK_NODE,
-	CFG_BLK_BACKEND,
-	CFG_BLK_HEALTH,
-	CFG_BLK_FRONTEND,
-	CFG_BLK_COUNT
-};
-
-/* A block being parsed: which one, where it opened, which keys it has seen. */
-struct cfg_open {
-	enum cfg_blk blk;
-	int line;
-	size_t idx;               /* backend or frontend index; HEALTH: its backend */
-	int seen[CFG_KW_MAX];     /* line of each keyword of the block's table, 0 = not yet */
-};
-
-/* Lines of frontend keys checked only after the whole file is read. */
-struct cfg_fe_lines {
-	int bind;
-	int backend;
-	int source;
-};
-
-struct cfg_parser {
-	struct cfg *cfg;
-	const char *file;
-	FILE *err;
-	int line;
-	int nerr;
-	int oom;
-	struct cfg_open stack[CFG_DEPTH];
-	size_t depth;             /* stack[0] is the top level, always open */
-	int ignore;               /* nesting inside a block we skip (unknown or broken) */
-	int want_brace;           /* a block opened without "{": a lone "{" may follow */
-	int ignore_line;
-	char ignore_what[CFG_NAME_MAX];
-	size_t be_cap;
-	size_t fe_cap;
-	struct cfg_fe_lines *fe_lines;  /* parallel to cfg->frontends */
-};
+/* The top-level blocks, for messages. */
+#define CFG_TOP_BLOCKS "node, backend, frontend, vrrp-group, sync-group, sync"
 
 struct cfg_line {
 	int argc;
@@ -73,52 +29,16 @@ struct cfg_line {
 	int quoted[CFG_MAX_ARGS];
 };
 
-struct cfg_kw {
-	const char *name;
-	int min_args;
-	int max_args;
-	unsigned flags;
-	int (*fn)(struct cfg_parser *p, int argc, char **argv);
-};
-
-struct cfg_block {
-	const char *what;
-	const struct cfg_kw *kw;
-	size_t nkw;
-	void (*close)(struct cfg_parser *p, struct cfg_open *o);
-};
-
 struct cfg_sopt {
 	const char *name;
 	int (*fn)(struct cfg_parser *p, struct cfg_server *srv, const char *val);
 };
 
-enum cfg_num {
-	CFG_NUM_OK = 0,
-	CFG_NUM_BAD,              /* not a number / unknown unit */
-	CFG_NUM_NOUNIT,           /* duration without a unit */
-	CFG_NUM_RANGE,            /* does not fit */
-	CFG_NUM_COUNT
-};
-
-enum cfg_addr_err {
-	CFG_ADDR_OK = 0,
-	CFG_ADDR_BAD,
-	CFG_ADDR_NEED_PORT,
-	CFG_ADDR_BAD_PORT,
-	CFG_ADDR_PORT_RANGE,
-	CFG_ADDR_V6_BRACKETS,
-	CFG_ADDR_COUNT
-};
-
-static const struct cfg_block cfg_blocks[CFG_BLK_COUNT];
+static const struct cfg_block *const cfg_blocks[CFG_BLK_COUNT];
 
 /* ---- diagnostics ---- */
 
-static void cfg_err_at(struct cfg_parser *p, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+void
 cfg_err_at(struct cfg_parser *p, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -133,10 +53,7 @@ cfg_err_at(struct cfg_parser *p, int line, const char *fmt, ...)
 	fputc('\n', p->err);
 }
 
-#define cfg_err(p, ...) cfg_err_at((p), (p)->line, __VA_ARGS__)
-
-/* "node", "backend \"web\"", "health-check of backend \"web\"" for messages. */
-static const char *
+const char *
 cfg_where(const struct cfg_parser *p, const struct cfg_open *o, char *buf,
     size_t len)
 {
@@ -157,6 +74,15 @@ cfg_where(const struct cfg_parser *p, const struct cfg_open *o, char *buf,
 	case CFG_BLK_FRONTEND:
 		snprintf(buf, len, "frontend \"%s\"", p->cfg->frontends[o->idx].name);
 		break;
+	case CFG_BLK_VRRP:
+		snprintf(buf, len, "vrrp-group \"%s\"", p->cfg->vrrp[o->idx].name);
+		break;
+	case CFG_BLK_SYNC_GROUP:
+		snprintf(buf, len, "sync-group \"%s\"", p->cfg->sync_groups[o->idx].name);
+		break;
+	case CFG_BLK_SYNC:
+		snprintf(buf, len, "sync");
+		break;
 	case CFG_BLK_COUNT:
 	default:
 		snprintf(buf, len, "?");
@@ -165,464 +91,15 @@ cfg_where(const struct cfg_parser *p, const struct cfg_open *o, char *buf,
 	return buf;
 }
 
-#define CFG_WHERE_MAX (CFG_NAME_MAX + 40)
-
-static struct cfg_open *
+struct cfg_open *
 cfg_top(struct cfg_parser *p)
 {
 	return &p->stack[p->depth - 1];
 }
 
-/* ---- values ---- */
-
-/*
- * Leading decimal digits of s. Unlike bare strtoull, refuses an empty number,
- * a sign and leading blanks, and reports overflow instead of clamping.
- */
-static enum cfg_num
-cfg_digits(const char *s, const char **end, uint64_t *v)
-{
-	char *e;
-	unsigned long long n;
-
-	if (*s < '0' || *s > '9')
-		return CFG_NUM_BAD;
-	errno = 0;
-	n = strtoull(s, &e, 10);
-	*end = e;
-	if (errno == ERANGE)
-		return CFG_NUM_RANGE;
-	*v = n;
-	return CFG_NUM_OK;
-}
-
-static enum cfg_num
-cfg_duration(const char *s, uint32_t *ms)
-{
-	static const struct {
-		const char *unit;
-		uint64_t mult;
-	} units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-	};
-	const char *end;
-	uint64_t v = 0;
-	enum cfg_num r;
-
-	r = cfg_digits(s, &end, &v);
-	if (r == CFG_NUM_BAD)
-		return r;
-	if (r == CFG_NUM_OK && *end == '\0') {
-		/* Zero is zero in every unit, so "0" is not ambiguous. */
-		if (v == 0) {
-			*ms = 0;
-			return CFG_NUM_OK;
-		}
-		return CFG_NUM_NOUNIT;
-	}
-	for (size_t i = 0; i < CFG_ARRAY_SIZE(units); i++) {
-		if (strcmp(end, units[i].unit) != 0)
-			continue;
-		if (r == CFG_NUM_RANGE || v > UINT32_MAX / units[i].mult)
-			return CFG_NUM_RANGE;
-		*ms = (uint32_t)(v * units[i].mult);
-		return CFG_NUM_OK;
-	}
-	return CFG_NUM_BAD;
-}
-
-static enum cfg_num
-cfg_size(const char *s, size_t *bytes)
-{
-	const char *end;
-	uint64_t v = 0, mult;
-	enum cfg_num r;
-
-	r = cfg_digits(s, &end, &v);
-	if (r == CFG_NUM_BAD)
-		return r;
-	if (strcmp(end, "") == 0)
-		mult = 1;
-	else if (strcmp(end, "k") == 0 || strcmp(end, "K") == 0)
-		mult = 1024;
-	else if (strcmp(end, "m") == 0 || strcmp(end, "M") == 0)
-		mult = 1024 * 1024;
-	else
-		return CFG_NUM_BAD;
-	if (r == CFG_NUM_RANGE || v > SIZE_MAX / mult)
-		return CFG_NUM_RANGE;
-	*bytes = (size_t)(v * mult);
-	return CFG_NUM_OK;
-}
-
-/* Port text: digits only, 1..65535. */
-static enum cfg_addr_err
-cfg_port(const char *s, in_port_t *port)
-{
-	const char *end;
-	uint64_t v = 0;
-	enum cfg_num r;
-
-	r = cfg_digits(s, &end, &v);
-	if (r == CFG_NUM_BAD || *end != '\0')
-		return CFG_ADDR_BAD_PORT;
-	if (r == CFG_NUM_RANGE || v == 0 || v > 65535)
-		return CFG_ADDR_PORT_RANGE;
-	*port = htons((in_port_t)v);
-	return CFG_ADDR_OK;
-}
-
-/*
- * The address forms of the config: a.b.c.d[:port], [v6][:port], and a bare
- * v6 (only where no port is required, since "::1:80" is ambiguous). Numeric
- * only: a config that resolves names at startup fails at the worst moment.
- * *has_port tells whether a port was written; *portp points at its text.
- */
-static enum cfg_addr_err
-cfg_addr(const char *s, int port_required, struct sockaddr_storage *ss,
-    socklen_t *len, int *has_port, const char **portp)
-{
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *port = NULL, *colon;
-	size_t hlen;
-	int v6;
-	in_port_t nport = 0;
-	enum cfg_addr_err r;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (rb == NULL)
-			return CFG_ADDR_BAD;
-		hlen = (size_t)(rb - (s + 1));
-		if (rb[1] == ':')
-			port = rb + 2;
-		else if (rb[1] != '\0')
-			return CFG_ADDR_BAD;
-		s++;
-		v6 = 1;
-	} else {
-		colon = strchr(s, ':');
-		if (colon != NULL && strchr(colon + 1, ':') != NULL) {
-			/* Two colons or more: a bare IPv6 address. */
-			hlen = strlen(s);
-			v6 = 1;
-			if (port_required) {
-				struct in6_addr tmp;
-
-				if (hlen < sizeof(host)) {
-					memcpy(host, s, hlen + 1);
-					if (inet_pton(AF_INET6, host, &tmp) == 1)
-						return CFG_ADDR_NEED_PORT;
-				}
-				return CFG_ADDR_V6_BRACKETS;
-			}
-		} else {
-			hlen = colon != NULL ? (size_t)(colon - s) : strlen(s);
-			if (colon != NULL)
-				port = colon + 1;
-			v6 = 0;
-		}
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
-		return CFG_ADDR_BAD;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
-
-	memset(ss, 0, sizeof(*ss));
-	if (v6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return CFG_ADDR_BAD;
-		sin6->sin6_family = AF_INET6;
-		*len = sizeof(*sin6);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return CFG_ADDR_BAD;
-		sin->sin_family = AF_INET;
-		*len = sizeof(*sin);
-	}
-	*has_port = port != NULL;
-	*portp = port;
-	if (port == NULL)
-		return port_required ? CFG_ADDR_NEED_PORT : CFG_ADDR_OK;
-	r = cfg_port(port, &nport);
-	if (r != CFG_ADDR_OK)
-		return r;
-	if (v6)
-		((struct sockaddr_in6 *)ss)->sin6_port = nport;
-	else
-		((struct sockaddr_in *)ss)->sin_port = nport;
-	return CFG_ADDR_OK;
-}
-
-int
-cfg_parse_duration_ms(const char *s, uint32_t *ms)
-{
-	switch (cfg_duration(s, ms)) {
-	case CFG_NUM_OK:
-		return 0;
-	case CFG_NUM_RANGE:
-		return -ERANGE;
-	case CFG_NUM_BAD:
-	case CFG_NUM_NOUNIT:
-	case CFG_NUM_COUNT:
-	default:
-		return -EINVAL;
-	}
-}
-
-int
-cfg_parse_size(const char *s, size_t *bytes)
-{
-	switch (cfg_size(s, bytes)) {
-	case CFG_NUM_OK:
-		return 0;
-	case CFG_NUM_RANGE:
-		return -ERANGE;
-	case CFG_NUM_BAD:
-	case CFG_NUM_NOUNIT:
-	case CFG_NUM_COUNT:
-	default:
-		return -EINVAL;
-	}
-}
-
-int
-cfg_parse_addr(const char *s, int port_required, struct sockaddr_storage *ss,
-    socklen_t *len)
-{
-	struct sockaddr_storage tmp;
-	socklen_t tmplen = 0;
-	const char *port;
-	int has_port;
-
-	switch (cfg_addr(s, port_required, &tmp, &tmplen, &has_port, &port)) {
-	case CFG_ADDR_OK:
-		*ss = tmp;
-		*len = tmplen;
-		return 0;
-	case CFG_ADDR_PORT_RANGE:
-		return -ERANGE;
-	case CFG_ADDR_BAD:
-	case CFG_ADDR_NEED_PORT:
-	case CFG_ADDR_BAD_PORT:
-	case CFG_ADDR_V6_BRACKETS:
-	case CFG_ADDR_COUNT:
-	default:
-		return -EINVAL;
-	}
-}
-
-/* "1h", "1500ms": the largest unit that shows ms exactly. */
-static const char *
-cfg_fmt_ms(uint32_t ms, char *buf, size_t len)
-{
-	if (ms != 0 && ms % 3600000 == 0)
-		snprintf(buf, len, "%uh", (unsigned)(ms / 3600000));
-	else if (ms != 0 && ms % 60000 == 0)
-		snprintf(buf, len, "%um", (unsigned)(ms / 60000));
-	else if (ms != 0 && ms % 1000 == 0)
-		snprintf(buf, len, "%us", (unsigned)(ms / 1000));
-	else
-		snprintf(buf, len, "%ums", (unsigned)ms);
-	return buf;
-}
-
-static const char *
-cfg_fmt_size(size_t n, char *buf, size_t len)
-{
-	if (n != 0 && n % (1024 * 1024) == 0)
-		snprintf(buf, len, "%zum", n / (1024 * 1024));
-	else if (n != 0 && n % 1024 == 0)
-		snprintf(buf, len, "%zuk", n / 1024);
-	else
-		snprintf(buf, len, "%zu", n);
-	return buf;
-}
-
-static const char *
-cfg_fmt_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	char host[INET6_ADDRSTRLEN];
-
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	} else {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
-	}
-	return buf;
-}
-
-static int
-cfg_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-		const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-
-		return x->sin6_port == y->sin6_port &&
-		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-	}
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-		const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-
-		return x->sin_port == y->sin_port &&
-		    x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	return 0;
-}
-
-static int
-cfg_is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
-/* ---- value checks that report; each returns 0 or -1 (error reported) ---- */
-
-/* Copies s into out even when it is bad, so later messages can name the object. */
-static int
-cfg_name(struct cfg_parser *p, const char *what, const char *s,
-    char out[CFG_NAME_MAX])
-{
-	size_t n = strlen(s), i;
-
-	memcpy(out, s, n < CFG_NAME_MAX ? n + 1 : CFG_NAME_MAX - 1);
-	out[CFG_NAME_MAX - 1] = '\0';
-	if (n == 0 || n >= CFG_NAME_MAX) {
-		cfg_err(p, "%s name \"%s\" must be 1..%d characters", what, s,
-		    CFG_NAME_MAX - 1);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-
-		/* Names end up in metrics labels and tandemctl arguments. */
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
-			cfg_err(p, "bad %s name \"%s\" (letters, digits, \".\", \"_\" "
-			    "and \"-\" only)", what, s);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int
-cfg_uint(struct cfg_parser *p, const char *key, const char *s, unsigned min,
-    unsigned max, unsigned *out)
-{
-	const char *end;
-	uint64_t v = 0;
-	enum cfg_num r = cfg_digits(s, &end, &v);
-
-	if (r == CFG_NUM_BAD || *end != '\0') {
-		cfg_err(p, "bad number \"%s\" for %s", s, key);
-		return -1;
-	}
-	if (r == CFG_NUM_RANGE || v < min || v > max) {
-		cfg_err(p, "%s %s out of range (%u..%u)", key, s, min, max);
-		return -1;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
-static int
-cfg_dur(struct cfg_parser *p, const char *key, const char *s, uint32_t min,
-    uint32_t max, uint32_t *out)
-{
-	char a[32], b[32];
-	uint32_t v = 0;
-
-	switch (cfg_duration(s, &v)) {
-	case CFG_NUM_OK:
-		break;
-	case CFG_NUM_NOUNIT:
-		cfg_err(p, "duration \"%s\" needs a unit (ms, s, m, h)", s);
-		return -1;
-	case CFG_NUM_RANGE:
-		cfg_err(p, "%s %s out of range (%s..%s)", key, s,
-		    cfg_fmt_ms(min, a, sizeof(a)), cfg_fmt_ms(max, b, sizeof(b)));
-		return -1;
-	case CFG_NUM_BAD:
-	case CFG_NUM_COUNT:
-	default:
-		cfg_err(p, "bad duration \"%s\" (a number and ms, s, m or h: 500ms, 2s)", s);
-		return -1;
-	}
-	if (v < min || v > max) {
-		cfg_err(p, "%s %s out of range (%s..%s)", key, s,
-		    cfg_fmt_ms(min, a, sizeof(a)), cfg_fmt_ms(max, b, sizeof(b)));
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static int
-cfg_addr_report(struct cfg_parser *p, const char *s, int port_required,
-    struct sockaddr_storage *ss, socklen_t *len, int *has_port)
-{
-	struct sockaddr_storage tmp;
-	socklen_t tmplen = 0;
-	const char *port = NULL;
-	int hp = 0;
-
-	switch (cfg_addr(s, port_required, &tmp, &tmplen, &hp, &port)) {
-	case CFG_ADDR_OK:
-		*ss = tmp;
-		*len = tmplen;
-		if (has_port != NULL)
-			*has_port = hp;
-		return 0;
-	case CFG_ADDR_NEED_PORT:
-		cfg_err(p, "address \"%s\" needs a port (ADDR:PORT, [IPv6]:PORT)", s);
-		return -1;
-	case CFG_ADDR_BAD_PORT:
-		cfg_err(p, "bad port \"%s\" in address \"%s\"", port, s);
-		return -1;
-	case CFG_ADDR_PORT_RANGE:
-		cfg_err(p, "port %s out of range (1..65535)", port);
-		return -1;
-	case CFG_ADDR_V6_BRACKETS:
-	case CFG_ADDR_BAD:
-	case CFG_ADDR_COUNT:
-	default:
-		cfg_err(p, "bad address \"%s\"", s);
-		return -1;
-	}
-}
-
-/* Printable ASCII without spaces: what may go into an HTTP request line or header. */
-static int
-cfg_http_token(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-			return 0;
-	return 1;
-}
-
 /* ---- growing arrays ---- */
 
-static int
+int
 cfg_grow(struct cfg_parser *p, void **arr, size_t *cap, size_t n, size_t elsize)
 {
 	size_t ncap;
@@ -656,6 +133,12 @@ cfg_grow_pow2(struct cfg_parser *p, void **arr, size_t n, size_t elsize)
 }
 
 /* ---- node ---- */
+
+static int
+node_boot_epoch_file(struct cfg_parser *p, int argc, char **argv)
+{
+	return cfg_abs_path(p, "boot-epoch-file", argv[1], p->cfg->node.boot_epoch_file);
+}
 
 static int
 node_control(struct cfg_parser *p, int argc, char **argv)
@@ -919,8 +402,6 @@ be_algorithm(struct cfg_parser *p, int argc, char **argv)
 	cfg_err(p, "unknown algorithm \"%s\" (%s)", argv[1], list);
 	return -1;
 }
-
-static int cfg_open_block(struct cfg_parser *p, enum cfg_blk blk, size_t idx);
 
 static int
 be_health_check(struct cfg_parser *p, int argc, char **argv)
@@ -1295,9 +776,13 @@ static const struct cfg_kw cfg_top_kw[] = {
 	{ "backend", 1, 1, CFG_KW_BLOCK | CFG_KW_REPEAT, top_backend },
 	{ "frontend", 1, 1, CFG_KW_BLOCK | CFG_KW_REPEAT, top_frontend },
 	{ "node", 0, 0, CFG_KW_BLOCK, top_node },
+	{ "sync", 0, 0, CFG_KW_BLOCK, cfg_top_sync },
+	{ "sync-group", 1, 1, CFG_KW_BLOCK | CFG_KW_REPEAT, cfg_top_sync_group },
+	{ "vrrp-group", 1, 1, CFG_KW_BLOCK | CFG_KW_REPEAT, cfg_top_vrrp_group },
 };
 
 static const struct cfg_kw cfg_node_kw[] = {
+	{ "boot-epoch-file", 1, 1, 0, node_boot_epoch_file },
 	{ "control", 1, 1, 0, node_control },
 	{ "log-level", 1, 1, 0, node_log_level },
 	{ "metrics", 1, 1, 0, node_metrics },
@@ -1354,18 +839,17 @@ cfg_kw_cmp(const void *key, const void *elem)
 static const struct cfg_kw *
 cfg_kw_find(enum cfg_blk blk, const char *name)
 {
-	const struct cfg_block *b = &cfg_blocks[blk];
+	const struct cfg_block *b = cfg_blocks[blk];
 
 	return bsearch(name, b->kw, b->nkw, sizeof(b->kw[0]), cfg_kw_cmp);
 }
 
-/* Line where key was given in the open block o, 0 if it was not. */
-static int
+int
 cfg_seen(const struct cfg_open *o, const char *key)
 {
 	const struct cfg_kw *kw = cfg_kw_find(o->blk, key);
 
-	return kw != NULL ? o->seen[kw - cfg_blocks[o->blk].kw] : 0;
+	return kw != NULL ? o->seen[kw - cfg_blocks[o->blk]->kw] : 0;
 }
 
 /* ---- block checks, run when a block closes ---- */
@@ -1373,8 +857,14 @@ cfg_seen(const struct cfg_open *o, const char *key)
 static void
 node_close(struct cfg_parser *p, struct cfg_open *o)
 {
+	struct cfg_node *n = &p->cfg->node;
+
 	if (!cfg_seen(o, "name"))
 		cfg_err_at(p, o->line, "missing required key \"name\" in node");
+	/* Per node, so two nodes sharing /var/lib/tandem (a test host) do not collide. */
+	if (!cfg_seen(o, "boot-epoch-file"))
+		snprintf(n->boot_epoch_file, sizeof(n->boot_epoch_file),
+		    "/var/lib/tandem/%s.epoch", n->name);
 }
 
 static void
@@ -1457,25 +947,36 @@ frontend_close(struct cfg_parser *p, struct cfg_open *o)
 		    cfg_fmt_addr(&fe->bind, a, sizeof(a)));
 }
 
-static const struct cfg_block cfg_blocks[CFG_BLK_COUNT] = {
-	[CFG_BLK_TOP] = { "top level", cfg_top_kw, CFG_ARRAY_SIZE(cfg_top_kw), NULL },
-	[CFG_BLK_NODE] = { "node", cfg_node_kw, CFG_ARRAY_SIZE(cfg_node_kw), node_close },
-	[CFG_BLK_BACKEND] = { "backend", cfg_backend_kw, CFG_ARRAY_SIZE(cfg_backend_kw),
-	    backend_close },
-	[CFG_BLK_HEALTH] = { "health-check", cfg_health_kw, CFG_ARRAY_SIZE(cfg_health_kw),
-	    health_close },
-	[CFG_BLK_FRONTEND] = { "frontend", cfg_frontend_kw,
-	    CFG_ARRAY_SIZE(cfg_frontend_kw), frontend_close },
+static const struct cfg_block cfg_top_block = {
+	"top level", cfg_top_kw, CFG_ARRAY_SIZE(cfg_top_kw), NULL };
+static const struct cfg_block cfg_node_block = {
+	"node", cfg_node_kw, CFG_ARRAY_SIZE(cfg_node_kw), node_close };
+static const struct cfg_block cfg_backend_block = {
+	"backend", cfg_backend_kw, CFG_ARRAY_SIZE(cfg_backend_kw), backend_close };
+static const struct cfg_block cfg_health_block = {
+	"health-check", cfg_health_kw, CFG_ARRAY_SIZE(cfg_health_kw), health_close };
+static const struct cfg_block cfg_frontend_block = {
+	"frontend", cfg_frontend_kw, CFG_ARRAY_SIZE(cfg_frontend_kw), frontend_close };
+
+static const struct cfg_block *const cfg_blocks[CFG_BLK_COUNT] = {
+	[CFG_BLK_TOP] = &cfg_top_block,
+	[CFG_BLK_NODE] = &cfg_node_block,
+	[CFG_BLK_BACKEND] = &cfg_backend_block,
+	[CFG_BLK_HEALTH] = &cfg_health_block,
+	[CFG_BLK_FRONTEND] = &cfg_frontend_block,
+	[CFG_BLK_VRRP] = &cfg_vrrp_block,
+	[CFG_BLK_SYNC_GROUP] = &cfg_sync_group_block,
+	[CFG_BLK_SYNC] = &cfg_sync_block,
 };
 
 /* ---- structure ---- */
 
-static int
+int
 cfg_open_block(struct cfg_parser *p, enum cfg_blk blk, size_t idx)
 {
 	struct cfg_open *o;
 
-	/* The tables allow only top -> block -> health-check, so this holds. */
+	/* The tables nest no deeper than top -> backend -> health-check. */
 	if (p->depth >= CFG_DEPTH)
 		return -1;
 	o = &p->stack[p->depth++];
@@ -1491,8 +992,8 @@ cfg_close_block(struct cfg_parser *p)
 {
 	struct cfg_open *o = cfg_top(p);
 
-	if (cfg_blocks[o->blk].close != NULL)
-		cfg_blocks[o->blk].close(p, o);
+	if (cfg_blocks[o->blk]->close != NULL)
+		cfg_blocks[o->blk]->close(p, o);
 	p->depth--;
 }
 
@@ -1636,9 +1137,9 @@ cfg_statement(struct cfg_parser *p, int argc, char **argv, int opens)
 	}
 	if (kw == NULL) {
 		if (o->blk == CFG_BLK_TOP && opens)
-			cfg_err(p, "unknown block \"%s\" (node, backend, frontend)", argv[0]);
+			cfg_err(p, "unknown block \"%s\" (" CFG_TOP_BLOCKS ")", argv[0]);
 		else if (o->blk == CFG_BLK_TOP)
-			cfg_err(p, "\"%s\" outside of a block (node, backend, frontend)",
+			cfg_err(p, "\"%s\" outside of a block (" CFG_TOP_BLOCKS ")",
 			    argv[0]);
 		else if (opens)
 			cfg_err(p, "unknown block \"%s\" in %s", argv[0],
@@ -1661,7 +1162,7 @@ cfg_statement(struct cfg_parser *p, int argc, char **argv, int opens)
 		cfg_ignore(p, kw->name, 1);
 		return;
 	}
-	seen = &o->seen[kw - cfg_blocks[o->blk].kw];
+	seen = &o->seen[kw - cfg_blocks[o->blk]->kw];
 	if (*seen != 0 && !(kw->flags & CFG_KW_REPEAT)) {
 		if (kw->flags & CFG_KW_BLOCK)
 			cfg_err(p, "duplicate %s block (first defined at line %d)",
@@ -1850,6 +1351,7 @@ cfg_check(struct cfg_parser *p, int eof_line)
 			}
 		}
 	}
+	cfg_vrrp_check(p);
 }
 
 static void
@@ -1926,6 +1428,7 @@ cfg_parse(const char *name, const char *text, size_t len, FILE *err,
 
 	free(buf);
 	free(p.fe_lines);
+	free(p.vr_id_lines);
 	if (p.nerr > 0) {
 		cfg_free(p.cfg);
 		return p.nerr;
@@ -1938,6 +1441,7 @@ fail_parse:
 fail_buf:
 	cfg_free(p.cfg);
 	free(p.fe_lines);
+	free(p.vr_id_lines);
 fail_cfg:
 	if (err != NULL)
 		fprintf(err, "%s: out of memory\n", p.file);
@@ -2007,5 +1511,7 @@ cfg_free(struct cfg *cfg)
 		free(cfg->backends[i].servers);
 	free(cfg->backends);
 	free(cfg->frontends);
+	free(cfg->vrrp);
+	free(cfg->sync_groups);
 	free(cfg);
 }

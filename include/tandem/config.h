@@ -10,6 +10,7 @@
  *       control /run/tandem/tandem.sock
  *       metrics 198.18.0.2:9100     # optional Prometheus listener
  *       log-level info              # error|warning|info|debug
+ *       boot-epoch-file /var/lib/tandem/epoch   # default /var/lib/tandem/<name>.epoch
  *   }
  *   backend NAME {                  # one or more
  *       algorithm wrr               # roundrobin|wrr|leastconn|source|lrt|p2c
@@ -42,13 +43,51 @@
  *       timeout-idle 300s           # both sides silent that long -> close
  *       buffer-size 16k             # per direction
  *   }
+ *   vrrp-group NAME {               # zero or more; none = a plain proxy
+ *       id 51                       # 1..255, required, unique per node
+ *       interface eth0              # required, 1..15 characters
+ *       vip 198.18.0.100/24         # one or more, ADDR/PREFIX (IPv4 or IPv6),
+ *                                   # unique across groups
+ *       priority 150                # 1..254, required
+ *       advert-interval 1s          # 10ms..40s
+ *       preempt on                  # on|off
+ *       preempt-delay 0             # 0..1h
+ *       peer 198.18.0.3             # unicast peer, one per heartbeat path, 1..8
+ *       multicast 224.0.0.18        # instead of peers (never both; one is required)
+ *       port 5798                   # UDP port of the adverts
+ *       auth-key /etc/tandem/auth.key   # required, absolute (read at load time)
+ *       garp-count 3                # 1..100 announcements per burst
+ *       garp-interval 100ms         # 0..10s between them
+ *       garp-repeat 2s              # second burst after this; 0 = none
+ *       garp-refresh 0              # periodic refresh; 0 = off
+ *       track-interface eth1 [weight N]       # no weight: link down -> FAULT;
+ *                                             # weight 1..254: priority - N
+ *       track-backend NAME weight N           # every server of NAME down -> - N
+ *       track-script PATH [interval 2s] [timeout 1s] [rise 2] [fall 2] [weight N]
+ *                                   # no weight: failing -> FAULT
+ *       notify PATH                 # run as: PATH GROUP OLD-STATE NEW-STATE
+ *       notify-timeout 10s          # then it is killed
+ *   }
+ *   sync-group NAME {               # groups that always fail over together
+ *       group NAME                  # two or more vrrp-groups, each in at most
+ *   }                               # one sync-group
+ *   sync {                          # at most one: state sync with the peer
+ *       listen 198.18.1.1:7400      # required
+ *       peer 198.18.1.2:7400        # required, same address family
+ *       auth-key /etc/tandem/sync.key   # default: the first vrrp-group's;
+ *                                   # required when there is no vrrp-group
+ *       max-entries 100000          # shadow table bound, 1..10000000
+ *       shutdown-handover on        # on|off: SIGTERM hands the sessions over
+ *   }
  *
  * Durations take ms|s|m|h (bare numbers are refused), sizes take k|m (bare =
- * bytes). IPv6 addresses are written [addr]:port.
+ * bytes). IPv6 addresses are written [addr]:port. Blocks may come in any
+ * order: names (backends, vrrp-groups) are resolved once the file is read.
  */
 #ifndef TANDEM_CONFIG_H
 #define TANDEM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +97,13 @@
 
 #define CFG_NAME_MAX BAL_NAME_MAX
 #define CFG_PATH_MAX 256
+#define CFG_IFNAME_MAX 16     /* IFNAMSIZ: 15 characters and the NUL */
+
+#define CFG_MAX_VIPS 16       /* per vrrp-group */
+#define CFG_MAX_PEERS 8       /* per vrrp-group: one per heartbeat path */
+#define CFG_MAX_TRACK 16      /* per vrrp-group and kind of track-* */
+#define CFG_MAX_GROUPS 255    /* vrrp-groups per node: one per id */
+#define CFG_NO_SYNC_GROUP ((size_t)-1)
 
 enum cfg_hc_type {
 	CFG_HC_NONE = 0,
@@ -140,6 +186,101 @@ struct cfg_node {
 	struct sockaddr_storage metrics;  /* ss_family AF_UNSPEC = off */
 	socklen_t metricslen;
 	int log_level;            /* enum log_level, default info */
+	char boot_epoch_file[CFG_PATH_MAX];  /* default "/var/lib/tandem/<name>.epoch" */
+};
+
+/* Addresses below carry no port unless said otherwise. */
+struct cfg_vip {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned prefix;          /* 1..32 (IPv4), 1..128 (IPv6) */
+	int line;
+};
+
+struct cfg_peer {
+	struct sockaddr_storage addr;  /* port = the group's advert port */
+	socklen_t addrlen;
+	int line;
+};
+
+struct cfg_track_if {
+	char ifname[CFG_IFNAME_MAX];
+	unsigned weight;          /* 0: link down -> FAULT; 1..254: priority decrement */
+	int line;
+};
+
+struct cfg_track_backend {
+	char name[CFG_NAME_MAX];
+	size_t backend;           /* index into cfg->backends, resolved by the parser */
+	unsigned weight;          /* 1..254: decrement while every server is down */
+	int line;
+};
+
+struct cfg_track_script {
+	char path[CFG_PATH_MAX];  /* absolute */
+	uint32_t interval_ms;     /* default 2000 */
+	uint32_t timeout_ms;      /* default 1000, <= interval */
+	unsigned rise;            /* default 2: passes in a row to count as up */
+	unsigned fall;            /* default 2: failures in a row to count as down */
+	unsigned weight;          /* 0: failing -> FAULT; 1..254: priority decrement */
+	int line;
+};
+
+struct cfg_vrrp {
+	char name[CFG_NAME_MAX];
+	unsigned id;              /* 1..255, unique per node */
+	char interface[CFG_IFNAME_MAX];
+	struct cfg_vip vips[CFG_MAX_VIPS];  /* 1..CFG_MAX_VIPS, unique across groups */
+	size_t nvips;
+	unsigned priority;        /* 1..254 */
+	uint32_t advert_interval_ms;  /* default 1000, 10..40000 */
+	bool preempt;             /* default true */
+	uint32_t preempt_delay_ms;    /* default 0 */
+	struct cfg_peer peers[CFG_MAX_PEERS];  /* unicast; npeers == 0 with multicast */
+	size_t npeers;
+	struct sockaddr_storage multicast;  /* AF_UNSPEC = unicast; else port set */
+	socklen_t multicastlen;
+	uint16_t port;            /* UDP, host order; default 5798 */
+	char auth_key[CFG_PATH_MAX];  /* absolute path, not read by the parser */
+	unsigned garp_count;      /* default 3, 1..100 */
+	uint32_t garp_interval_ms;    /* default 100 */
+	uint32_t garp_repeat_ms;      /* second burst; default 2000, 0 = none */
+	uint32_t garp_refresh_ms;     /* default 0 = off */
+	struct cfg_track_if track_if[CFG_MAX_TRACK];
+	size_t ntrack_if;
+	struct cfg_track_backend track_backend[CFG_MAX_TRACK];
+	size_t ntrack_backend;
+	struct cfg_track_script track_script[CFG_MAX_TRACK];
+	size_t ntrack_script;
+	char notify[CFG_PATH_MAX];    /* "" = none */
+	uint32_t notify_timeout_ms;   /* default 10000 */
+	size_t sync_group;        /* index into cfg->sync_groups, or CFG_NO_SYNC_GROUP */
+	int line;
+};
+
+struct cfg_sync_member {
+	char name[CFG_NAME_MAX];
+	size_t group;             /* index into cfg->vrrp, resolved by the parser */
+	int line;
+};
+
+struct cfg_sync_group {
+	char name[CFG_NAME_MAX];
+	struct cfg_sync_member members[CFG_MAX_GROUPS];  /* 2 or more */
+	size_t nmembers;
+	int line;
+};
+
+struct cfg_sync {
+	bool enabled;             /* a sync block was given; nothing else is set if not */
+	struct sockaddr_storage listen;  /* with port */
+	socklen_t listenlen;
+	struct sockaddr_storage peer;    /* with port, same family as listen */
+	socklen_t peerlen;
+	char auth_key[CFG_PATH_MAX];  /* default: the first vrrp-group's auth-key */
+	unsigned max_entries;     /* default 100000, 1..10000000 */
+	bool shutdown_handover;   /* default true */
+	int line;
 };
 
 struct cfg {
@@ -149,6 +290,11 @@ struct cfg {
 	size_t nbackends;
 	struct cfg_frontend *frontends;
 	size_t nfrontends;
+	struct cfg_vrrp *vrrp;    /* none: the node runs as a plain proxy */
+	size_t nvrrp;
+	struct cfg_sync_group *sync_groups;
+	size_t nsync_groups;
+	struct cfg_sync sync;
 };
 
 /*
@@ -171,5 +317,12 @@ int cfg_parse_size(const char *s, size_t *bytes);
 /* "198.18.0.1:80", "[2001:db8::1]:80"; port_required=0 also accepts a bare address. */
 int cfg_parse_addr(const char *s, int port_required, struct sockaddr_storage *ss,
     socklen_t *len);
+/*
+ * "198.18.0.100/24", "2001:db8::100/64": the address (port 0) and its prefix
+ * length, 1..32 or 1..128. Returns 0, -ERANGE (prefix length) or -EINVAL;
+ * the outputs are written only on success.
+ */
+int cfg_parse_prefix(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+    unsigned *prefix);
 
 #endif

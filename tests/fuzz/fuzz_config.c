@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -73,6 +74,116 @@ check_cfg(const struct cfg *c)
 	}
 }
 
+
+static void
+check_vrrp(const struct cfg *c)
+{
+	if (c->node.boot_epoch_file[0] != '/' || c->nvrrp > CFG_MAX_GROUPS)
+		abort();
+	for (size_t g = 0; g < c->nvrrp; g++) {
+		const struct cfg_vrrp *vr = &c->vrrp[g];
+		uint64_t burst = (uint64_t)(vr->garp_count - 1) * vr->garp_interval_ms;
+
+		if (vr->id < 1 || vr->id > 255 || vr->interface[0] == '\0' ||
+		    strlen(vr->interface) >= CFG_IFNAME_MAX || vr->nvips < 1 ||
+		    vr->nvips > CFG_MAX_VIPS || vr->priority < 1 || vr->priority > 254 ||
+		    vr->advert_interval_ms < 10 || vr->advert_interval_ms > 40000 ||
+		    vr->npeers > CFG_MAX_PEERS || vr->port == 0 || vr->auth_key[0] != '/' ||
+		    vr->garp_count < 1 || vr->garp_count > 100 ||
+		    vr->garp_interval_ms > 10000 ||
+		    (vr->garp_repeat_ms != 0 && vr->garp_repeat_ms < burst) ||
+		    (vr->garp_refresh_ms != 0 && vr->garp_refresh_ms < 1000) ||
+		    (vr->notify[0] != '\0' && vr->notify[0] != '/') ||
+		    vr->ntrack_if > CFG_MAX_TRACK || vr->ntrack_backend > CFG_MAX_TRACK ||
+		    vr->ntrack_script > CFG_MAX_TRACK)
+			abort();
+		if ((vr->npeers > 0) == (vr->multicast.ss_family != AF_UNSPEC))
+			abort();
+		if (vr->multicast.ss_family != AF_UNSPEC) {
+			check_addr(&vr->multicast, vr->multicastlen);
+			if (ntohs(((const struct sockaddr_in *)&vr->multicast)->sin_port) != vr->port)
+				abort();
+		}
+		for (size_t i = 0; i < vr->npeers; i++) {
+			check_addr(&vr->peers[i].addr, vr->peers[i].addrlen);
+			if (ntohs(((const struct sockaddr_in *)&vr->peers[i].addr)->sin_port) !=
+			    vr->port || vr->peers[i].line <= 0)
+				abort();
+		}
+		for (size_t i = 0; i < vr->nvips; i++) {
+			const struct cfg_vip *v = &vr->vips[i];
+
+			check_addr(&v->addr, v->addrlen);
+			if (v->prefix < 1 || v->prefix > (v->addr.ss_family == AF_INET6 ? 128u : 32u))
+				abort();
+			for (size_t h = 0; h <= g; h++)
+				for (size_t j = 0; j < (h == g ? i : c->vrrp[h].nvips); j++) {
+					const struct cfg_vip *w = &c->vrrp[h].vips[j];
+
+					if (w->addr.ss_family == v->addr.ss_family &&
+					    memcmp(&w->addr, &v->addr, w->addrlen) == 0)
+						abort();
+				}
+		}
+		for (size_t h = 0; h < g; h++)
+			if (c->vrrp[h].id == vr->id || strcmp(c->vrrp[h].name, vr->name) == 0)
+				abort();
+		for (size_t i = 0; i < vr->ntrack_if; i++)
+			if (vr->track_if[i].ifname[0] == '\0' || vr->track_if[i].weight > 254 ||
+			    vr->track_if[i].line <= 0)
+				abort();
+		for (size_t i = 0; i < vr->ntrack_backend; i++) {
+			const struct cfg_track_backend *t = &vr->track_backend[i];
+
+			if (t->backend >= c->nbackends || t->weight < 1 || t->weight > 254 ||
+			    strcmp(c->backends[t->backend].name, t->name) != 0 || t->line <= 0)
+				abort();
+		}
+		for (size_t i = 0; i < vr->ntrack_script; i++) {
+			const struct cfg_track_script *t = &vr->track_script[i];
+
+			if (t->path[0] != '/' || t->timeout_ms > t->interval_ms || t->rise < 1 ||
+			    t->rise > 100 || t->fall < 1 || t->fall > 100 || t->weight > 254 ||
+			    t->line <= 0)
+				abort();
+		}
+		if (vr->sync_group != CFG_NO_SYNC_GROUP) {
+			const struct cfg_sync_group *sg;
+			size_t m;
+
+			if (vr->sync_group >= c->nsync_groups)
+				abort();
+			sg = &c->sync_groups[vr->sync_group];
+			for (m = 0; m < sg->nmembers; m++)
+				if (sg->members[m].group == g)
+					break;
+			if (m == sg->nmembers)
+				abort();
+		}
+	}
+	for (size_t s = 0; s < c->nsync_groups; s++) {
+		const struct cfg_sync_group *sg = &c->sync_groups[s];
+
+		if (sg->nmembers < 2 || sg->nmembers > CFG_MAX_GROUPS)
+			abort();
+		for (size_t m = 0; m < sg->nmembers; m++) {
+			size_t g = sg->members[m].group;
+
+			if (g >= c->nvrrp || c->vrrp[g].sync_group != s ||
+			    strcmp(c->vrrp[g].name, sg->members[m].name) != 0)
+				abort();
+		}
+	}
+	if (c->sync.enabled) {
+		check_addr(&c->sync.listen, c->sync.listenlen);
+		check_addr(&c->sync.peer, c->sync.peerlen);
+		if (c->sync.listen.ss_family != c->sync.peer.ss_family ||
+		    c->sync.auth_key[0] != '/' || c->sync.max_entries < 1 ||
+		    c->sync.max_entries > 10000000)
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -88,6 +199,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (c == NULL)
 			abort();
 		check_cfg(c);
+		check_vrrp(c);
 	} else if (c != NULL || (r < 0 && r != -ENOMEM)) {
 		abort();
 	}

@@ -65,6 +65,19 @@ alloc_fail(long at)
 #define NODE "node {\n    name lb1\n}\n"
 #define BACKEND "backend web {\n    server be1 198.18.0.21:80\n}\n"
 #define FRONTEND "frontend www {\n    bind 198.18.0.100:80\n    backend web\n}\n"
+/*
+ * A vrrp-group after NODE BACKEND FRONTEND: VR_BASE is lines 11-14 (no
+ * priority, auth-key or peer yet), VR_FRONT lines 11-17 (every required key),
+ * VRRP lines 11-18 (closed). SYNC is a sync block without auth-key, 4 lines.
+ */
+#define VR_BASE "vrrp-group front {\n    id 51\n    interface eth0\n" \
+    "    vip 198.18.0.100/24\n"
+#define VR_FRONT VR_BASE "    priority 150\n    auth-key /etc/tandem/auth.key\n" \
+    "    peer 198.18.0.3\n"
+#define VRRP VR_FRONT "}\n"
+#define SYNC "sync {\n    listen 198.18.1.1:7400\n    peer 198.18.1.2:7400\n}\n"
+/* The hint after an unknown top-level word. */
+#define TOP_BLOCKS " (node, backend, frontend, vrrp-group, sync-group, sync)"
 
 struct parsed {
 	int ret;
@@ -356,6 +369,252 @@ test_valid_quotes_and_comments(void **state)
 }
 
 static void
+test_valid_vrrp_every_key(void **state)
+{
+	static const char text[] =
+	    "node {\n"                                                  /* 1 */
+	    "    name lb1\n"
+	    "    boot-epoch-file \"/var/lib/tandem x/epoch\"\n"
+	    "}\n"
+	    "backend web {\n"                                           /* 5 */
+	    "    server be1 198.18.0.21:80\n"
+	    "}\n"
+	    "backend api {\n"
+	    "    server a1 198.18.0.31:80\n"
+	    "}\n"                                                       /* 10 */
+	    "frontend www {\n"
+	    "    bind 198.18.0.100:80\n"
+	    "    backend web\n"
+	    "}\n"
+	    "sync-group both {   # before its groups: resolved at the end\n" /* 15 */
+	    "    group front\n"
+	    "    group back6\n"
+	    "}\n"
+	    "vrrp-group front {\n"
+	    "    id 51\n"                                               /* 20 */
+	    "    interface eth0\n"
+	    "    vip 198.18.0.100/24\n"
+	    "    vip 198.18.0.101/32\n"
+	    "    vip [2001:db8::100]/64\n"
+	    "    priority 150\n"                                        /* 25 */
+	    "    advert-interval 250ms\n"
+	    "    preempt off\n"
+	    "    preempt-delay 30s\n"
+	    "    peer 198.18.0.3\n"
+	    "    peer 198.18.1.2\n"                                     /* 30 */
+	    "    port 6000\n"
+	    "    auth-key /etc/tandem/auth.key\n"
+	    "    garp-count 5\n"
+	    "    garp-interval 0\n"
+	    "    garp-repeat 1m\n"                                      /* 35 */
+	    "    garp-refresh 30s\n"
+	    "    track-interface eth1\n"
+	    "    track-interface eth2 weight 20\n"
+	    "    track-backend api weight 50\n"
+	    "    track-backend web weight 254\n"                        /* 40 */
+	    "    track-script /usr/lib/tandem/check weight 10 rise 3 fall 4 "
+	    "interval 5s timeout 2s\n"
+	    "    track-script \"/opt/my checks/db\"\n"
+	    "    notify /usr/lib/tandem/notify\n"
+	    "    notify-timeout 3s\n"
+	    "}\n"                                                       /* 45 */
+	    "vrrp-group back6 {\n"
+	    "    id 52\n"
+	    "    interface \"ens3.100\"\n"
+	    "    vip 2001:db8:1::10/128\n"
+	    "    priority 1\n"                                          /* 50 */
+	    "    preempt on\n"
+	    "    multicast ff02::12\n"
+	    "    auth-key /etc/tandem/back.key\n"
+	    "}\n"
+	    "vrrp-group solo {\n"                                       /* 55 */
+	    "    id 255\n"
+	    "    interface e\n"
+	    "    vip 198.18.2.1/1\n"
+	    "    priority 254\n"
+	    "    peer [2001:db8::3]\n"                                  /* 60 */
+	    "    auth-key /k\n"
+	    "}\n"
+	    "sync {\n"
+	    "    listen [2001:db8:1::1]:7400\n"
+	    "    peer [2001:db8:1::2]:7401\n"                           /* 65 */
+	    "    auth-key /etc/tandem/sync.key\n"
+	    "    max-entries 10000000\n"
+	    "    shutdown-handover off\n"
+	    "}\n";
+	struct cfg *c = expect_ok(text);
+	const struct cfg_vrrp *vr;
+	const struct cfg_track_script *ts;
+
+	assert_string_equal(c->node.boot_epoch_file, "/var/lib/tandem x/epoch");
+	assert_int_equal(c->nvrrp, 3);
+
+	vr = &c->vrrp[0];
+	assert_string_equal(vr->name, "front");
+	assert_int_equal(vr->line, 19);
+	assert_int_equal(vr->id, 51);
+	assert_string_equal(vr->interface, "eth0");
+	assert_int_equal(vr->nvips, 3);
+	assert_v4(&vr->vips[0].addr, vr->vips[0].addrlen, "198.18.0.100", 0);
+	assert_int_equal(vr->vips[0].prefix, 24);
+	assert_int_equal(vr->vips[0].line, 22);
+	assert_v4(&vr->vips[1].addr, vr->vips[1].addrlen, "198.18.0.101", 0);
+	assert_int_equal(vr->vips[1].prefix, 32);
+	assert_v6(&vr->vips[2].addr, vr->vips[2].addrlen, "2001:db8::100", 0);
+	assert_int_equal(vr->vips[2].prefix, 64);
+	assert_int_equal(vr->vips[2].line, 24);
+	assert_int_equal(vr->priority, 150);
+	assert_int_equal(vr->advert_interval_ms, 250);
+	assert_false(vr->preempt);
+	assert_int_equal(vr->preempt_delay_ms, 30000);
+	assert_int_equal(vr->npeers, 2);
+	/* The advert port is already in the peer addresses. */
+	assert_v4(&vr->peers[0].addr, vr->peers[0].addrlen, "198.18.0.3", 6000);
+	assert_int_equal(vr->peers[0].line, 29);
+	assert_v4(&vr->peers[1].addr, vr->peers[1].addrlen, "198.18.1.2", 6000);
+	assert_int_equal(vr->peers[1].line, 30);
+	assert_int_equal(vr->multicast.ss_family, AF_UNSPEC);
+	assert_int_equal(vr->port, 6000);
+	assert_string_equal(vr->auth_key, "/etc/tandem/auth.key");
+	assert_int_equal(vr->garp_count, 5);
+	assert_int_equal(vr->garp_interval_ms, 0);
+	assert_int_equal(vr->garp_repeat_ms, 60000);
+	assert_int_equal(vr->garp_refresh_ms, 30000);
+	assert_int_equal(vr->ntrack_if, 2);
+	assert_string_equal(vr->track_if[0].ifname, "eth1");
+	assert_int_equal(vr->track_if[0].weight, 0);
+	assert_int_equal(vr->track_if[0].line, 37);
+	assert_string_equal(vr->track_if[1].ifname, "eth2");
+	assert_int_equal(vr->track_if[1].weight, 20);
+	assert_int_equal(vr->track_if[1].line, 38);
+	assert_int_equal(vr->ntrack_backend, 2);
+	assert_string_equal(vr->track_backend[0].name, "api");
+	assert_int_equal(vr->track_backend[0].backend, 1);
+	assert_int_equal(vr->track_backend[0].weight, 50);
+	assert_int_equal(vr->track_backend[0].line, 39);
+	assert_string_equal(vr->track_backend[1].name, "web");
+	assert_int_equal(vr->track_backend[1].backend, 0);
+	assert_int_equal(vr->track_backend[1].weight, 254);
+	assert_int_equal(vr->track_backend[1].line, 40);
+	assert_int_equal(vr->ntrack_script, 2);
+	ts = &vr->track_script[0];
+	assert_string_equal(ts->path, "/usr/lib/tandem/check");
+	assert_int_equal(ts->interval_ms, 5000);
+	assert_int_equal(ts->timeout_ms, 2000);
+	assert_int_equal(ts->rise, 3);
+	assert_int_equal(ts->fall, 4);
+	assert_int_equal(ts->weight, 10);
+	assert_int_equal(ts->line, 41);
+	ts = &vr->track_script[1];
+	assert_string_equal(ts->path, "/opt/my checks/db");
+	assert_int_equal(ts->interval_ms, 2000);
+	assert_int_equal(ts->timeout_ms, 1000);
+	assert_int_equal(ts->rise, 2);
+	assert_int_equal(ts->fall, 2);
+	assert_int_equal(ts->weight, 0);
+	assert_int_equal(ts->line, 42);
+	assert_string_equal(vr->notify, "/usr/lib/tandem/notify");
+	assert_int_equal(vr->notify_timeout_ms, 3000);
+	assert_int_equal(vr->sync_group, 0);
+
+	vr = &c->vrrp[1];
+	assert_string_equal(vr->name, "back6");
+	assert_int_equal(vr->id, 52);
+	assert_string_equal(vr->interface, "ens3.100");
+	assert_int_equal(vr->nvips, 1);
+	assert_v6(&vr->vips[0].addr, vr->vips[0].addrlen, "2001:db8:1::10", 0);
+	assert_int_equal(vr->vips[0].prefix, 128);
+	assert_int_equal(vr->priority, 1);
+	assert_true(vr->preempt);
+	assert_int_equal(vr->npeers, 0);
+	assert_v6(&vr->multicast, vr->multicastlen, "ff02::12", 5798);
+	assert_int_equal(vr->port, 5798);
+	assert_string_equal(vr->auth_key, "/etc/tandem/back.key");
+	assert_int_equal(vr->sync_group, 0);
+
+	vr = &c->vrrp[2];
+	assert_int_equal(vr->id, 255);
+	assert_string_equal(vr->interface, "e");
+	assert_v4(&vr->vips[0].addr, vr->vips[0].addrlen, "198.18.2.1", 0);
+	assert_int_equal(vr->vips[0].prefix, 1);
+	assert_int_equal(vr->priority, 254);
+	assert_int_equal(vr->npeers, 1);
+	assert_v6(&vr->peers[0].addr, vr->peers[0].addrlen, "2001:db8::3", 5798);
+	assert_int_equal(vr->sync_group, CFG_NO_SYNC_GROUP);
+
+	assert_int_equal(c->nsync_groups, 1);
+	assert_string_equal(c->sync_groups[0].name, "both");
+	assert_int_equal(c->sync_groups[0].line, 15);
+	assert_int_equal(c->sync_groups[0].nmembers, 2);
+	assert_string_equal(c->sync_groups[0].members[0].name, "front");
+	assert_int_equal(c->sync_groups[0].members[0].group, 0);
+	assert_int_equal(c->sync_groups[0].members[0].line, 16);
+	assert_string_equal(c->sync_groups[0].members[1].name, "back6");
+	assert_int_equal(c->sync_groups[0].members[1].group, 1);
+	assert_int_equal(c->sync_groups[0].members[1].line, 17);
+
+	assert_true(c->sync.enabled);
+	assert_int_equal(c->sync.line, 63);
+	assert_v6(&c->sync.listen, c->sync.listenlen, "2001:db8:1::1", 7400);
+	assert_v6(&c->sync.peer, c->sync.peerlen, "2001:db8:1::2", 7401);
+	assert_string_equal(c->sync.auth_key, "/etc/tandem/sync.key");
+	assert_int_equal(c->sync.max_entries, 10000000);
+	assert_false(c->sync.shutdown_handover);
+	cfg_free(c);
+}
+
+static void
+test_valid_vrrp_defaults(void **state)
+{
+	struct cfg *c = expect_ok(NODE BACKEND FRONTEND);
+	const struct cfg_vrrp *vr;
+
+	/* No vrrp-group, no sync: a plain proxy. */
+	assert_int_equal(c->nvrrp, 0);
+	assert_null(c->vrrp);
+	assert_int_equal(c->nsync_groups, 0);
+	assert_false(c->sync.enabled);
+	assert_string_equal(c->node.boot_epoch_file, "/var/lib/tandem/lb1.epoch");
+	cfg_free(c);
+
+	c = expect_ok(NODE BACKEND FRONTEND VRRP SYNC);
+	vr = &c->vrrp[0];
+	assert_int_equal(vr->advert_interval_ms, 1000);
+	assert_true(vr->preempt);
+	assert_int_equal(vr->preempt_delay_ms, 0);
+	assert_int_equal(vr->port, 5798);
+	assert_v4(&vr->peers[0].addr, vr->peers[0].addrlen, "198.18.0.3", 5798);
+	assert_int_equal(vr->multicast.ss_family, AF_UNSPEC);
+	assert_int_equal(vr->garp_count, 3);
+	assert_int_equal(vr->garp_interval_ms, 100);
+	assert_int_equal(vr->garp_repeat_ms, 2000);
+	assert_int_equal(vr->garp_refresh_ms, 0);
+	assert_int_equal(vr->ntrack_if, 0);
+	assert_int_equal(vr->ntrack_backend, 0);
+	assert_int_equal(vr->ntrack_script, 0);
+	assert_string_equal(vr->notify, "");
+	assert_int_equal(vr->notify_timeout_ms, 10000);
+	assert_int_equal(vr->sync_group, CFG_NO_SYNC_GROUP);
+	assert_int_equal(vr->line, 11);
+	assert_true(c->sync.enabled);
+	assert_v4(&c->sync.listen, c->sync.listenlen, "198.18.1.1", 7400);
+	assert_v4(&c->sync.peer, c->sync.peerlen, "198.18.1.2", 7400);
+	/* The first vrrp-group's key file, read once for both channels. */
+	assert_string_equal(c->sync.auth_key, "/etc/tandem/auth.key");
+	assert_int_equal(c->sync.max_entries, 100000);
+	assert_true(c->sync.shutdown_handover);
+	assert_int_equal(c->sync.line, 19);
+	cfg_free(c);
+
+	/* The sync block may come first, and a sync with its own key needs no group. */
+	c = expect_ok(NODE "sync {\n    auth-key /s.key\n    listen 198.18.1.1:1\n"
+	    "    peer 198.18.1.2:2\n}\n" BACKEND FRONTEND);
+	assert_string_equal(c->sync.auth_key, "/s.key");
+	assert_int_equal(c->nvrrp, 0);
+	cfg_free(c);
+}
+
+static void
 test_examples_validate(void **state)
 {
 	static const char *const files[] = {
@@ -370,6 +629,7 @@ test_examples_validate(void **state)
 		FILE *f = open_memstream(&errs, &n);
 		const struct cfg_backend *be;
 		const struct cfg_frontend *fe;
+		const struct cfg_vrrp *vr;
 		int r;
 
 		r = cfg_load(files[i], f, &c);
@@ -417,6 +677,33 @@ test_examples_validate(void **state)
 		assert_v4(&fe->bind, fe->bindlen, "198.18.0.100", 80);
 		assert_int_equal(fe->backend, 1);
 		assert_int_equal(fe->source, CFG_SOURCE_VIP);
+
+		assert_int_equal(c->nvrrp, 1);
+		vr = &c->vrrp[0];
+		assert_string_equal(vr->name, "front");
+		assert_int_equal(vr->id, 51);
+		assert_string_equal(vr->interface, "eth0");
+		assert_int_equal(vr->nvips, 1);
+		assert_v4(&vr->vips[0].addr, vr->vips[0].addrlen, "198.18.0.100", 0);
+		assert_int_equal(vr->vips[0].prefix, 24);
+		assert_int_equal(vr->priority, i == 0 ? 150 : 100);
+		assert_int_equal(vr->npeers, 2);
+		assert_v4(&vr->peers[0].addr, vr->peers[0].addrlen,
+		    i == 0 ? "198.18.0.3" : "198.18.0.2", 5798);
+		assert_v4(&vr->peers[1].addr, vr->peers[1].addrlen,
+		    i == 0 ? "198.18.1.2" : "198.18.1.1", 5798);
+		assert_string_equal(vr->auth_key, "/etc/tandem/auth.key");
+		assert_int_equal(vr->ntrack_if, 1);
+		assert_string_equal(vr->track_if[0].ifname, "eth0");
+		assert_int_equal(vr->track_if[0].weight, 0);
+		assert_true(c->sync.enabled);
+		assert_v4(&c->sync.listen, c->sync.listenlen,
+		    i == 0 ? "198.18.1.1" : "198.18.1.2", 7400);
+		assert_v4(&c->sync.peer, c->sync.peerlen,
+		    i == 0 ? "198.18.1.2" : "198.18.1.1", 7400);
+		assert_string_equal(c->sync.auth_key, "/etc/tandem/auth.key");
+		assert_string_equal(c->node.boot_epoch_file, i == 0 ?
+		    "/var/lib/tandem/lb1.epoch" : "/var/lib/tandem/lb2.epoch");
 		cfg_free(c);
 	}
 }
@@ -445,7 +732,7 @@ test_err_unknown_keys(void **state)
 	    "    }\n    server be1 198.18.0.21:80\n}\n" FRONTEND,
 	    1, "t.conf:7: unknown key \"intervall\" in health-check of backend \"web\"\n");
 	expect_errors("name lb1\n" NODE BACKEND FRONTEND,
-	    1, "t.conf:1: \"name\" outside of a block (node, backend, frontend)\n");
+	    1, "t.conf:1: \"name\" outside of a block" TOP_BLOCKS "\n");
 }
 
 static void
@@ -620,10 +907,10 @@ test_err_structure(void **state)
 	/* Unknown blocks are skipped whole, nested blocks included. */
 	expect_errors(NODE "vip-group g1 {\n    vip 198.18.0.100\n    track {\n"
 	    "        x y\n    }\n}\n" BACKEND FRONTEND,
-	    1, "t.conf:4: unknown block \"vip-group\" (node, backend, frontend)\n");
+	    1, "t.conf:4: unknown block \"vip-group\"" TOP_BLOCKS "\n");
 	expect_errors(NODE BACKEND FRONTEND "vip-group g1 {\n    track {\n    }\n",
 	    2,
-	    "t.conf:11: unknown block \"vip-group\" (node, backend, frontend)\n"
+	    "t.conf:11: unknown block \"vip-group\"" TOP_BLOCKS "\n"
 	    "t.conf:11: unterminated block \"vip-group\" (missing \"}\")\n");
 	expect_errors("node {\n    name lb1\n    tls {\n        x\n    }\n}\n"
 	    BACKEND FRONTEND,
@@ -874,6 +1161,380 @@ test_err_names(void **state)
 	    1, "t.conf:2: node name \"\" must be 1..63 characters\n");
 }
 
+/* ---- vrrp-group, sync-group, sync: one expectation per error class ---- */
+
+static void
+test_err_vrrp_keys(void **state)
+{
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    prio 100\n}\n",
+	    1, "t.conf:18: unknown key \"prio\" in vrrp-group \"front\"\n");
+	/* Every required key missing, each named; and neither peer nor multicast. */
+	expect_errors(NODE BACKEND FRONTEND "vrrp-group front {\n    preempt on\n}\n",
+	    6,
+	    "t.conf:11: missing required key \"id\" in vrrp-group \"front\"\n"
+	    "t.conf:11: missing required key \"interface\" in vrrp-group \"front\"\n"
+	    "t.conf:11: missing required key \"vip\" in vrrp-group \"front\"\n"
+	    "t.conf:11: missing required key \"priority\" in vrrp-group \"front\"\n"
+	    "t.conf:11: missing required key \"auth-key\" in vrrp-group \"front\"\n"
+	    "t.conf:11: vrrp-group \"front\" needs \"peer ADDR\" (one per heartbeat "
+	    "path) or \"multicast GROUP\"\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    priority 150\n"
+	    "    auth-key /etc/tandem/auth.key\n}\n",
+	    1, "t.conf:11: vrrp-group \"front\" needs \"peer ADDR\" (one per heartbeat "
+	    "path) or \"multicast GROUP\"\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    multicast 224.0.0.18\n}\n",
+	    1, "t.conf:18: peer and multicast both given in vrrp-group \"front\" (peer at "
+	    "line 17, multicast at line 18): use one or the other\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    multicast 224.0.0.18\n"
+	    "    priority 150\n    auth-key /k\n    peer 198.18.0.3\n}\n",
+	    1, "t.conf:18: peer and multicast both given in vrrp-group \"front\" (peer at "
+	    "line 18, multicast at line 15): use one or the other\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    interface eth1\n}\n",
+	    1, "t.conf:18: \"interface\" given twice in vrrp-group \"front\" (first at "
+	    "line 13)\n");
+	/* Blocks: a name is required, "vrrp-group" is repeatable, "sync" is not. */
+	expect_errors(NODE BACKEND FRONTEND VRRP VR_FRONT "}\n",
+	    3,
+	    "t.conf:19: duplicate vrrp-group \"front\" (first defined at line 11)\n"
+	    "t.conf:20: id 51 already used by vrrp-group \"front\" (line 12)\n"
+	    "t.conf:22: vip 198.18.0.100 already belongs to vrrp-group \"front\" (line "
+	    "14)\n");
+	expect_errors(NODE BACKEND FRONTEND "vrrp-group {\n    id 1\n}\n",
+	    1, "t.conf:11: vrrp-group needs one name (\"vrrp-group NAME {\")\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP SYNC SYNC,
+	    1, "t.conf:23: duplicate sync block (first defined at line 19)\n");
+	expect_errors(NODE BACKEND FRONTEND "sync x {\n    auth-key /k\n"
+	    "    listen 198.18.1.1:7400\n    peer 198.18.1.2:7400\n}\n",
+	    1, "t.conf:11: sync takes no name (\"sync {\")\n");
+}
+
+static void
+test_err_vrrp_values(void **state)
+{
+	expect_errors(NODE BACKEND FRONTEND VRRP
+	    "vrrp-group back {\n    id 51\n    interface eth1\n    vip 198.18.0.200/24\n"
+	    "    priority 100\n    auth-key /etc/tandem/auth.key\n    peer 198.18.0.3\n}\n",
+	    1, "t.conf:20: id 51 already used by vrrp-group \"front\" (line 12)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    auth-key /k\n"
+	    "    peer 198.18.0.3\n    priority 0\n}\n",
+	    1, "t.conf:17: priority 0 out of range (1..254)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    auth-key /k\n"
+	    "    peer 198.18.0.3\n    priority 255\n}\n",
+	    1, "t.conf:17: priority 255 out of range (1..254)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    priority 150\n"
+	    "    peer 198.18.0.3\n    auth-key etc/tandem/auth.key\n}\n",
+	    1, "t.conf:17: auth-key path \"etc/tandem/auth.key\" must be absolute\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    preempt yes\n}\n",
+	    1, "t.conf:18: bad value \"yes\" for preempt (on, off)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    id 0\n"                                   /* 18 */
+	    "    advert-interval 5ms\n"
+	    "    preempt-delay 2h\n"                       /* 20 */
+	    "    port 0\n"
+	    "    garp-count 101\n"
+	    "    garp-interval 11s\n"
+	    "    garp-repeat 2h\n"
+	    "    garp-refresh 500ms\n"                     /* 25 */
+	    "    notify-timeout 50ms\n"
+	    "    notify notify.sh\n"
+	    "}\n",
+	    10,
+	    "t.conf:18: \"id\" given twice in vrrp-group \"front\" (first at line 12)\n"
+	    "t.conf:19: advert-interval 5ms out of range (10ms..40s)\n"
+	    "t.conf:20: preempt-delay 2h out of range (0ms..1h)\n"
+	    "t.conf:21: port 0 out of range (1..65535)\n"
+	    "t.conf:22: garp-count 101 out of range (1..100)\n"
+	    "t.conf:23: garp-interval 11s out of range (0ms..10s)\n"
+	    "t.conf:24: garp-repeat 2h out of range (0ms..1h)\n"
+	    "t.conf:25: garp-refresh 500ms out of range (0 or 1s..24h)\n"
+	    "t.conf:26: notify-timeout 50ms out of range (100ms..1h)\n"
+	    "t.conf:27: notify path \"notify.sh\" must be absolute\n");
+	expect_errors(NODE BACKEND FRONTEND "vrrp-group front {\n    id 256\n"
+	    "    interface eth0123456789abc\n    vip 198.18.0.100/24\n    priority 1\n"
+	    "    auth-key /k\n    peer 198.18.0.3\n}\n",
+	    2,
+	    "t.conf:12: id 256 out of range (1..255)\n"
+	    "t.conf:13: interface name \"eth0123456789abc\" must be 1..15 characters\n");
+	expect_errors(NODE BACKEND FRONTEND "vrrp-group front {\n    id 1\n"
+	    "    interface eth0:1\n    vip 198.18.0.100/24\n    priority 1\n"
+	    "    auth-key /k\n    peer 198.18.0.3\n    track-interface ..\n}\n",
+	    2,
+	    "t.conf:13: bad interface name \"eth0:1\" (no \"/\", \":\" or spaces, not "
+	    "\".\" or \"..\")\n"
+	    "t.conf:18: bad interface name \"..\" (no \"/\", \":\" or spaces, not \".\" "
+	    "or \"..\")\n");
+	/* A second GARP burst that would overlap the first, given or by default. */
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    garp-interval 1s\n"
+	    "    garp-repeat 1500ms\n}\n",
+	    1, "t.conf:19: garp-repeat 1500ms starts before the first burst ends (3 "
+	    "announcements 1s apart)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT "    garp-count 30\n"
+	    "    garp-interval 100ms\n}\n",
+	    1, "t.conf:19: garp-repeat 2s (the default) starts before the first burst "
+	    "ends (30 announcements 100ms apart)\n");
+	cfg_free(expect_ok(NODE BACKEND FRONTEND VR_FRONT "    garp-count 30\n"
+	    "    garp-interval 100ms\n    garp-repeat 0\n}\n"));
+	expect_errors("node {\n    name lb1\n    boot-epoch-file epoch\n}\n" BACKEND
+	    FRONTEND,
+	    1, "t.conf:3: boot-epoch-file path \"epoch\" must be absolute\n");
+}
+
+static void
+test_err_vrrp_addresses(void **state)
+{
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    vip 198.18.0.101\n"                       /* 18 */
+	    "    vip 198.18.0.101/33\n"
+	    "    vip 198.18.0.101/0\n"                     /* 20 */
+	    "    vip 2001:db8::1/129\n"
+	    "    vip 198.18.0.101/x\n"
+	    "    vip 198.18.0.101:80/24\n"
+	    "    vip 198.18.0.300/24\n"
+	    "    vip 224.0.0.5/24\n"                       /* 25 */
+	    "    vip 0.0.0.0/8\n"
+	    "    vip 198.18.0.100/32\n"
+	    "    vip [2001:db8::1]/64\n"
+	    "    vip 2001:db8:0::1/128\n"
+	    "}\n",
+	    11,
+	    "t.conf:18: vip \"198.18.0.101\" needs a prefix length (ADDR/LEN: "
+	    "198.18.0.100/24, 2001:db8::100/64)\n"
+	    "t.conf:19: vip prefix length 33 out of range (1..32)\n"
+	    "t.conf:20: vip prefix length 0 out of range (1..32)\n"
+	    "t.conf:21: vip prefix length 129 out of range (1..128)\n"
+	    "t.conf:22: bad prefix length \"x\" in vip \"198.18.0.101/x\"\n"
+	    "t.conf:23: vip \"198.18.0.101:80/24\" must not have a port\n"
+	    "t.conf:24: bad address \"198.18.0.300/24\"\n"
+	    "t.conf:25: vip 224.0.0.5 is not a unicast address\n"
+	    "t.conf:26: vip 0.0.0.0 is not a unicast address\n"
+	    "t.conf:27: vip 198.18.0.100 given twice in vrrp-group \"front\" (first at "
+	    "line 14)\n"
+	    "t.conf:29: vip 2001:db8::1 given twice in vrrp-group \"front\" (first at "
+	    "line 28)\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP
+	    "vrrp-group back {\n    id 52\n    interface eth1\n"
+	    "    vip 198.18.0.100/32\n"                    /* 22 */
+	    "    priority 100\n    auth-key /etc/tandem/auth.key\n    peer 198.18.0.3\n"
+	    "}\n",
+	    1, "t.conf:22: vip 198.18.0.100 already belongs to vrrp-group \"front\" (line "
+	    "14)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    peer 198.18.0.3\n"                        /* 18 */
+	    "    peer 198.18.0.4:5798\n"
+	    "    peer 224.0.0.18\n"                        /* 20 */
+	    "    peer ::\n"
+	    "    peer 198.18.0.999\n"
+	    "}\n",
+	    5,
+	    "t.conf:18: peer 198.18.0.3 given twice in vrrp-group \"front\" (first at "
+	    "line 17)\n"
+	    "t.conf:19: peer address \"198.18.0.4:5798\" must not have a port\n"
+	    "t.conf:20: peer 224.0.0.18 is a multicast group (write \"multicast "
+	    "224.0.0.18\" instead)\n"
+	    "t.conf:21: peer :: is not a unicast address\n"
+	    "t.conf:22: bad address \"198.18.0.999\"\n");
+	expect_errors(NODE BACKEND FRONTEND VR_BASE "    priority 1\n    auth-key /k\n"
+	    "    multicast 198.18.0.3\n}\n",
+	    1, "t.conf:17: multicast address 198.18.0.3 is not a multicast group "
+	    "(224.0.0.0/4, ff00::/8)\n");
+}
+
+static void
+test_err_vrrp_track(void **state)
+{
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    track-backend wbe weight 10\n}\n",
+	    1, "t.conf:18: vrrp-group \"front\" tracks unknown backend \"wbe\"\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    track-backend web\n"                      /* 18 */
+	    "    track-backend web weight 0\n"
+	    "    track-backend web wieght 2\n"             /* 20 */
+	    "    track-backend web weight\n"
+	    "    track-backend w/b weight 2\n"
+	    "    track-backend web weight 5\n"
+	    "    track-backend web weight 6\n"
+	    "    track-backend web weight 7 x\n"           /* 25 */
+	    "}\n",
+	    7,
+	    "t.conf:18: track-backend \"web\" needs \"weight N\" (1..254)\n"
+	    "t.conf:19: weight 0 out of range (1..254)\n"
+	    "t.conf:20: unknown key \"wieght\" in track-backend \"web\" (weight)\n"
+	    "t.conf:21: missing value for \"weight\" in track-backend \"web\"\n"
+	    "t.conf:22: bad backend name \"w/b\" (letters, digits, \".\", \"_\" and \"-\" "
+	    "only)\n"
+	    "t.conf:24: track-backend web given twice in vrrp-group \"front\" (first at "
+	    "line 23)\n"
+	    "t.conf:25: too many values for \"track-backend\"\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    track-interface eth1 weight 255\n"        /* 18 */
+	    "    track-interface eth1 weight 0\n"
+	    "    track-interface eth1 prio 3\n"            /* 20 */
+	    "    track-interface eth2\n"
+	    "    track-interface eth2 weight 3\n"
+	    "}\n",
+	    4,
+	    "t.conf:18: weight 255 out of range (1..254)\n"
+	    "t.conf:19: weight 0 out of range (1..254)\n"
+	    "t.conf:20: unknown key \"prio\" in track-interface \"eth1\" (weight)\n"
+	    "t.conf:22: track-interface eth2 given twice in vrrp-group \"front\" (first "
+	    "at line 21)\n");
+	expect_errors(NODE BACKEND FRONTEND VR_FRONT
+	    "    track-script check.sh\n"                  /* 18 */
+	    "    track-script /c interval 1s timeout 2s\n"
+	    "    track-script /c interval 500ms\n"         /* 20 */
+	    "    track-script /c rise 0 fall 101 weight 255\n"
+	    "    track-script /c every 2s\n"
+	    "    track-script /c rise 2 rise 3\n"
+	    "    track-script /c timeout\n"
+	    "    track-script /c interval 10\n"            /* 25 */
+	    "    track-script /c timeout 5ms\n"
+	    "}\n",
+	    11,
+	    "t.conf:18: track-script path \"check.sh\" must be absolute\n"
+	    "t.conf:19: track-script timeout 2s is longer than interval 1s\n"
+	    "t.conf:20: track-script timeout 1s (the default) is longer than interval "
+	    "500ms\n"
+	    "t.conf:21: rise 0 out of range (1..100)\n"
+	    "t.conf:21: fall 101 out of range (1..100)\n"
+	    "t.conf:21: weight 255 out of range (1..254)\n"
+	    "t.conf:22: unknown key \"every\" in track-script \"/c\" (interval, timeout, "
+	    "rise, fall, weight)\n"
+	    "t.conf:23: \"rise\" given twice in track-script \"/c\"\n"
+	    "t.conf:24: missing value for \"timeout\" in track-script \"/c\"\n"
+	    "t.conf:25: duration \"10\" needs a unit (ms, s, m, h)\n"
+	    "t.conf:26: timeout 5ms out of range (10ms..1h)\n");
+	/* Same script twice with other options is allowed (e.g. two thresholds). */
+	cfg_free(expect_ok(NODE BACKEND FRONTEND VR_FRONT
+	    "    track-script /c\n    track-script /c fall 10 weight 50\n}\n"));
+}
+
+static void
+test_err_sync_group(void **state)
+{
+	/* lines 19-26 after VRRP */
+	static const char back[] = "vrrp-group back {\n    id 52\n    interface eth1\n"
+	    "    vip 198.18.0.200/24\n    priority 100\n    auth-key /k\n"
+	    "    peer 198.18.0.3\n}\n";
+	char text[2048];
+
+	expect_errors(NODE BACKEND FRONTEND VRRP
+	    "sync-group sg {\n    group front\n    group bak\n}\n",
+	    1, "t.conf:21: sync-group \"sg\" names unknown vrrp-group \"bak\"\n");
+	snprintf(text, sizeof(text), "%s%s%s", NODE BACKEND FRONTEND VRRP, back,
+	    "sync-group s1 {\n    group front\n    group back\n}\n"      /* 27-30 */
+	    "sync-group s2 {\n    group back\n    group front\n}\n");    /* 31-34 */
+	expect_errors(text, 2,
+	    "t.conf:32: vrrp-group \"back\" is already in sync-group \"s1\" (line 29)\n"
+	    "t.conf:33: vrrp-group \"front\" is already in sync-group \"s1\" (line 28)\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP "sync-group sg {\n    group front\n}\n",
+	    1, "t.conf:19: sync-group \"sg\" needs two or more groups (has 1)\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP "sync-group sg {\n}\n",
+	    1, "t.conf:19: sync-group \"sg\" needs two or more groups (has 0)\n");
+	/* One mistake, one message: the repeated line still counts as a group. */
+	expect_errors(NODE BACKEND FRONTEND VRRP
+	    "sync-group sg {\n    group front\n    group front\n}\n",
+	    1, "t.conf:21: group \"front\" given twice in sync-group \"sg\" (first at "
+	    "line 20)\n");
+	/* A bad name is reported once, not again as unknown. */
+	snprintf(text, sizeof(text), "%s%s%s", NODE BACKEND FRONTEND VRRP, back,
+	    "sync-group sg {\n    group front\n    group b/k\n    grp back\n}\n"
+	    "sync-group sg {\n    group front\n    group back\n}\n");
+	expect_errors(text, 4,
+	    "t.conf:29: bad vrrp-group name \"b/k\" (letters, digits, \".\", \"_\" and "
+	    "\"-\" only)\n"
+	    "t.conf:30: unknown key \"grp\" in sync-group \"sg\"\n"
+	    "t.conf:32: duplicate sync-group \"sg\" (first defined at line 27)\n"
+	    "t.conf:33: vrrp-group \"front\" is already in sync-group \"sg\" (line 28)\n");
+}
+
+static void
+test_err_sync(void **state)
+{
+	expect_errors(NODE BACKEND FRONTEND SYNC,
+	    1, "t.conf:11: sync has no auth-key and there is no vrrp-group to take it "
+	    "from (add \"auth-key PATH\" to sync)\n");
+	/* Given but bad: that error only. */
+	expect_errors(NODE BACKEND FRONTEND "sync {\n    auth-key sync.key\n"
+	    "    listen 198.18.1.1:7400\n    peer 198.18.1.2:7400\n}\n",
+	    1, "t.conf:12: auth-key path \"sync.key\" must be absolute\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP "sync {\n    max-entries 100\n}\n",
+	    2,
+	    "t.conf:19: missing required key \"listen\" in sync\n"
+	    "t.conf:19: missing required key \"peer\" in sync\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP
+	    "sync {\n"                                      /* 19 */
+	    "    listen 198.18.1.1\n"
+	    "    peer 0.0.0.0:7400\n"
+	    "    max-entries 0\n"
+	    "    shutdown-handover maybe\n"
+	    "    peer 198.18.1.2:7400\n"
+	    "    mode tcp\n"                                /* 25 */
+	    "}\n",
+	    6,
+	    "t.conf:20: address \"198.18.1.1\" needs a port (ADDR:PORT, [IPv6]:PORT)\n"
+	    "t.conf:21: sync peer 0.0.0.0:7400 is not a unicast address\n"
+	    "t.conf:22: max-entries 0 out of range (1..10000000)\n"
+	    "t.conf:23: bad value \"maybe\" for shutdown-handover (on, off)\n"
+	    "t.conf:24: \"peer\" given twice in sync (first at line 21)\n"
+	    "t.conf:25: unknown key \"mode\" in sync\n");
+	expect_errors(NODE BACKEND FRONTEND VRRP "sync {\n    listen 198.18.1.1:7400\n"
+	    "    peer [2001:db8::2]:7400\n    max-entries 10000001\n}\n",
+	    2,
+	    "t.conf:22: max-entries 10000001 out of range (1..10000000)\n"
+	    "t.conf:21: sync peer [2001:db8::2]:7400 and listen 198.18.1.1:7400 are of "
+	    "different address families\n");
+}
+
+/* The per-group array limits, and the number of groups. */
+static void
+test_err_vrrp_limits(void **state)
+{
+	size_t cap = 1 << 17, off;
+	char *text = malloc(cap);
+	int i;
+
+	assert_non_null(text);
+	off = (size_t)snprintf(text, cap, NODE BACKEND FRONTEND VR_FRONT);
+	for (i = 1; i <= 16; i++)  /* 18..33, with the one of VR_BASE: 17 vips */
+		off += (size_t)snprintf(text + off, cap - off, "    vip 198.18.3.%d/24\n", i);
+	for (i = 1; i <= 8; i++)   /* 34..41, with VR_FRONT's: 9 peers */
+		off += (size_t)snprintf(text + off, cap - off, "    peer 198.18.4.%d\n", i);
+	for (i = 0; i <= 16; i++)  /* 42..58 */
+		off += (size_t)snprintf(text + off, cap - off,
+		    "    track-interface eth%d\n", i);
+	for (i = 0; i <= 16; i++)  /* 59..75 */
+		off += (size_t)snprintf(text + off, cap - off, "    track-script /s%d\n", i);
+	for (i = 0; i <= 16; i++)  /* 76..92 */
+		off += (size_t)snprintf(text + off, cap - off,
+		    "    track-backend web%d weight 1\n", i);
+	off += (size_t)snprintf(text + off, cap - off, "}\n");
+	for (i = 0; i < 16; i++)
+		off += (size_t)snprintf(text + off, cap - off,
+		    "backend web%d {\n    server s 198.18.0.21:80\n}\n", i);
+	/* Only the refused 17th track-backend names a backend that does not exist. */
+	expect_errors(text, 5,
+	    "t.conf:33: too many vips in vrrp-group \"front\" (max 16)\n"
+	    "t.conf:41: too many peers in vrrp-group \"front\" (max 8)\n"
+	    "t.conf:58: too many track-interface lines in vrrp-group \"front\" (max 16)\n"
+	    "t.conf:75: too many track-script lines in vrrp-group \"front\" (max 16)\n"
+	    "t.conf:92: too many track-backend lines in vrrp-group \"front\" (max 16)\n");
+
+	/* 256 groups (ids 1..255, then one too many), 128 sync-groups of two. */
+	off = (size_t)snprintf(text, cap, NODE BACKEND FRONTEND);
+	for (i = 0; i < 256; i++)
+		off += (size_t)snprintf(text + off, cap - off, "vrrp-group g%d {\n"
+		    "    id %d\n    interface eth0\n    vip 198.19.%d.1/32\n"
+		    "    priority 100\n    auth-key /k\n    peer 198.18.0.3\n}\n",
+		    i, i < 255 ? i + 1 : 1, i);
+	for (i = 0; i < 128; i++)
+		off += (size_t)snprintf(text + off, cap - off, "sync-group s%d {\n"
+		    "    group g%d\n    group g%d\n}\n", i, 2 * i, 2 * i + 1);
+	expect_errors(text, 2,
+	    "t.conf:2051: too many vrrp-groups (max 255)\n"
+	    "t.conf:2567: too many sync-groups (max 127)\n");
+	free(text);
+}
+
 /* Errors everywhere in one file: every one is reported, in file order. */
 static void
 test_err_many(void **state)
@@ -960,6 +1621,11 @@ test_load_errors(void **state)
 	cfg_free(NULL);
 }
 
+/* One vrrp-group "gN" with id N, for test_alloc_failures. */
+#define VRG(n) "vrrp-group g" n " {\n    id " n "\n    interface eth0\n" \
+    "    vip 198.19.0." n "/32\n    priority 100\n    auth-key /k\n" \
+    "    peer 198.18.0.3\n    track-backend web weight 1\n}\n"
+
 /* Every allocation of a parse fails in turn: -ENOMEM, no leak (ASan), no crash. */
 static void
 test_alloc_failures(void **state)
@@ -977,7 +1643,16 @@ test_alloc_failures(void **state)
 	    "frontend f2 {\n    bind 198.18.0.100:2\n    backend web\n}\n"
 	    "frontend f3 {\n    bind 198.18.0.100:3\n    backend web\n}\n"
 	    "frontend f4 {\n    bind 198.18.0.100:4\n    backend web\n}\n"
-	    "frontend f5 {\n    bind 198.18.0.100:5\n    backend web\n}\n";
+	    "frontend f5 {\n    bind 198.18.0.100:5\n    backend web\n}\n"
+	    /* more than 4 of each array: every growth step fails once too */
+	    VRG("1") VRG("2") VRG("3") VRG("4") VRG("5")
+	    VRG("6") VRG("7") VRG("8") VRG("9") VRG("10")
+	    "sync-group s1 {\n    group g1\n    group g2\n}\n"
+	    "sync-group s2 {\n    group g3\n    group g4\n}\n"
+	    "sync-group s3 {\n    group g5\n    group g6\n}\n"
+	    "sync-group s4 {\n    group g7\n    group g8\n}\n"
+	    "sync-group s5 {\n    group g9\n    group g10\n}\n"
+	    SYNC;
 	/*
 	 * Called through a pointer: as a builtin, malloc is assumed not to read
 	 * alloc_fail_at, and the compiler would drop the arming store around it.
@@ -1001,6 +1676,9 @@ test_alloc_failures(void **state)
 		alloc_fail(-1);
 		if (r.ret == 0) {
 			assert_string_equal(r.errs, "");
+			assert_int_equal(r.cfg->nvrrp, 10);
+			assert_int_equal(r.cfg->nsync_groups, 5);
+			assert_int_equal(r.cfg->vrrp[9].sync_group, 4);
 			cfg_free(r.cfg);
 			free(r.errs);
 			break;
@@ -1010,8 +1688,12 @@ test_alloc_failures(void **state)
 		assert_string_equal(r.errs, "t.conf: out of memory\n");
 		free(r.errs);
 	}
-	/* cfg, line buffer, and the growth of every array: it did inject. */
-	assert_true(at >= 8);
+	/*
+	 * cfg, line buffer, and the growth of every array (backends, servers,
+	 * frontends and their lines, vrrp-groups and their id lines, sync-groups,
+	 * each twice): it did inject.
+	 */
+	assert_true(at >= 16);
 
 	for (at = 0;; at++) {
 		struct cfg *c = NULL;
@@ -1099,7 +1781,7 @@ test_err_corners(void **state)
 	/* A "}" ending a line inside a skipped block, and one too many. */
 	expect_errors(NODE BACKEND FRONTEND "vip x {\n    a b }\n}\n",
 	    2,
-	    "t.conf:11: unknown block \"vip\" (node, backend, frontend)\n"
+	    "t.conf:11: unknown block \"vip\"" TOP_BLOCKS "\n"
 	    "t.conf:13: stray \"}\" (no block is open)\n");
 	/* A mid-line "{" that leaves a block open skips that block. */
 	expect_errors(NODE BACKEND FRONTEND "x { y {\n    z\n}\n",
@@ -1109,7 +1791,7 @@ test_err_corners(void **state)
 	expect_errors(NODE BACKEND FRONTEND "name lb1 }\n",
 	    3,
 	    "t.conf:11: \"}\" must be on its own line\n"
-	    "t.conf:11: \"name\" outside of a block (node, backend, frontend)\n"
+	    "t.conf:11: \"name\" outside of a block" TOP_BLOCKS "\n"
 	    "t.conf:11: stray \"}\" (no block is open)\n");
 	/* Control character inside quotes. */
 	expect_errors("node {\n    name lb1\n    control \"/a\x1b[0m\"\n}\n"
@@ -1320,6 +2002,63 @@ test_parse_addr(void **state)
 	}
 }
 
+static void
+test_parse_prefix(void **state)
+{
+	static const struct {
+		const char *s;
+		int ret;
+		int family;
+		const char *ip;
+		unsigned prefix;
+	} cases[] = {
+		{ "198.18.0.100/24", 0, AF_INET, "198.18.0.100", 24 },
+		{ "198.18.0.100/32", 0, AF_INET, "198.18.0.100", 32 },
+		{ "198.18.0.100/1", 0, AF_INET, "198.18.0.100", 1 },
+		{ "198.18.0.100/024", 0, AF_INET, "198.18.0.100", 24 },
+		{ "2001:db8::100/64", 0, AF_INET6, "2001:db8::100", 64 },
+		{ "[2001:db8::100]/128", 0, AF_INET6, "2001:db8::100", 128 },
+		{ "::ffff:198.18.0.1/96", 0, AF_INET6, "::ffff:198.18.0.1", 96 },
+		{ "198.18.0.100/0", -ERANGE, 0, NULL, 0 },
+		{ "198.18.0.100/33", -ERANGE, 0, NULL, 0 },
+		{ "2001:db8::1/129", -ERANGE, 0, NULL, 0 },
+		{ "198.18.0.100/99999999999999999999999", -ERANGE, 0, NULL, 0 },
+		{ "198.18.0.100", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.100/", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.100/x", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.100/-1", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.100/24/24", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.100:80/24", -EINVAL, 0, NULL, 0 },
+		{ "[2001:db8::1]:80/64", -EINVAL, 0, NULL, 0 },
+		{ "198.18.0.300/24", -EINVAL, 0, NULL, 0 },
+		{ "/24", -EINVAL, 0, NULL, 0 },
+		{ "", -EINVAL, 0, NULL, 0 },
+		{ "host/24", -EINVAL, 0, NULL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = 99;
+		unsigned prefix = 77;
+		int r;
+
+		memset(&ss, 0xa5, sizeof(ss));
+		r = cfg_parse_prefix(cases[i].s, &ss, &len, &prefix);
+		if (r != cases[i].ret)
+			fail_msg("\"%s\": got %d, want %d", cases[i].s, r, cases[i].ret);
+		if (r != 0) {
+			assert_int_equal(len, 99);
+			assert_int_equal(prefix, 77);
+			continue;
+		}
+		assert_int_equal(prefix, cases[i].prefix);
+		if (cases[i].family == AF_INET)
+			assert_v4(&ss, len, cases[i].ip, 0);
+		else
+			assert_v6(&ss, len, cases[i].ip, 0);
+	}
+}
+
 int
 main(void)
 {
@@ -1328,6 +2067,8 @@ main(void)
 		cmocka_unit_test(test_valid_defaults),
 		cmocka_unit_test(test_valid_health_defaults),
 		cmocka_unit_test(test_valid_quotes_and_comments),
+		cmocka_unit_test(test_valid_vrrp_every_key),
+		cmocka_unit_test(test_valid_vrrp_defaults),
 		cmocka_unit_test(test_examples_validate),
 		cmocka_unit_test(test_err_unknown_keys),
 		cmocka_unit_test(test_err_addresses),
@@ -1342,6 +2083,13 @@ main(void)
 		cmocka_unit_test(test_err_values),
 		cmocka_unit_test(test_err_source),
 		cmocka_unit_test(test_err_names),
+		cmocka_unit_test(test_err_vrrp_keys),
+		cmocka_unit_test(test_err_vrrp_values),
+		cmocka_unit_test(test_err_vrrp_addresses),
+		cmocka_unit_test(test_err_vrrp_track),
+		cmocka_unit_test(test_err_sync_group),
+		cmocka_unit_test(test_err_sync),
+		cmocka_unit_test(test_err_vrrp_limits),
 		cmocka_unit_test(test_err_many),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_alloc_failures),
@@ -1350,6 +2098,7 @@ main(void)
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_parse_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
