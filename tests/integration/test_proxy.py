@@ -131,7 +131,7 @@ def test_backend_killed_then_restored_with_slow_start(lab):
     check(w < 10, f"be2 effective weight right after recovery is {w}, not ramping")
     early = spread(lab, 150).get("be2", 0)
     wait_until(lambda: td.server_metric("tandem_server_effective_weight", "web", "be2") == 10,
-               timeout=6, what="be2 weight back to 10")
+               timeout=20, what="be2 weight back to 10")
     late = spread(lab, 150).get("be2", 0)
     check(early < late, f"slow start: be2 got {early} of 150 early, {late} of 150 later")
     check_le(abs(late - 50), 2, "be2 share at full weight")
