@@ -143,7 +143,8 @@ def test_connect_failure_is_retried_elsewhere(lab):
     lab.backend_kill("be1")
     counts = spread(lab, 60)
     check_eq(counts.get("be1", 0), 0, f"be1 is dead ({counts})")
-    check_eq(td.server_state("web", "be1"), "down", "be1 marked down passively")
+    # The main loop sweeps passive failures every 100 ms.
+    wait_state(td, "web", "be1", "down", timeout=3)
 
 
 def test_ten_mib_each_way_byte_exact(lab):
@@ -181,12 +182,13 @@ def test_drain_keeps_old_connections_and_takes_no_new(lab):
     hold = lab.tool_spawn("hold", "--addr", ECHO, "--conns", 9, "--hold", 6)
     hold.ready(timeout=15)
     before = td.server_metric("tandem_server_connections_active", "echo", "be1")
-    check_eq(before, 3.0, "connections to be1 before the drain")
+    # Each worker takes its own turns, so be1 holds 2..4 of the 9.
+    check_ge(before, 2.0, "connections to be1 before the drain")
     td.ctl("drain", "echo/be1")
     td.ctl("drain", "web/be1")
     counts = spread(lab, 90)
     check_eq(counts.get("be1", 0), 0, f"new requests to the draining be1 ({counts})")
-    check_eq(td.server_metric("tandem_server_connections_active", "echo", "be1"), 3.0,
+    check_eq(td.server_metric("tandem_server_connections_active", "echo", "be1"), before,
              "be1 keeps its connections while draining")
     check_all_ok(hold.wait(timeout=30), 9, "held connections, be1's included")
     td.ctl("ready", "web/be1")
