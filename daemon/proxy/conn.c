@@ -467,13 +467,12 @@ proxy_server_socket(const struct proxy_conn *c, const struct bal_server *s)
 		 * holds the address now, NO_PORT so the port is chosen at connect
 		 * time per 4-tuple (no ephemeral-port exhaustion per source).
 		 */
-		if (a.ss_family == AF_INET6) {
+		if (a.ss_family == AF_INET6)
 			((struct sockaddr_in6 *)&a)->sin6_port = 0;
-			(void)setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
-		} else {
+		else
 			((struct sockaddr_in *)&a)->sin_port = 0;
-			(void)setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
-		}
+		if (proxy_sock_freebind(fd, a.ss_family) == -1)
+			goto fail;
 		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		if (bind(fd, (struct sockaddr *)&a, srclen) == -1)
 			goto fail;
@@ -482,12 +481,8 @@ proxy_server_socket(const struct proxy_conn *c, const struct bal_server *s)
 	    errno != EINPROGRESS)
 		goto fail;
 	return fd;
-fail: {
-	int e = errno;
-
-	close(fd);
-	return -e;
-}
+fail:
+	return proxy_sock_fail(fd);
 }
 
 static void

@@ -118,6 +118,15 @@ void proxy_conn_accepted(struct proxy_worker *w, struct proxy_frontend *fe,
     size_t fe_idx, int fd, const struct sockaddr_storage *ss, socklen_t len);
 void proxy_conn_close(struct proxy_conn *c, bool reset, const char *why);
 
+/* sock.c */
+/*
+ * IP_FREEBIND / IPV6_FREEBIND: bind an address this node does not hold (yet):
+ * the VIP on a standby. Returns 0 or -1 with errno, like setsockopt().
+ */
+int proxy_sock_freebind(int fd, int family);
+/* Close fd on an error path; returns -errno of the error that got us here. */
+int proxy_sock_fail(int fd);
+
 /* worker.c */
 void proxy_listener_slot_freed(struct proxy_worker *w, struct proxy_frontend *fe);
 

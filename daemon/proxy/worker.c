@@ -36,24 +36,18 @@ proxy_listen_socket(const struct cfg_frontend *cfg)
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
 		goto fail;
-	if (cfg->bind.ss_family == AF_INET6) {
-		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1 ||
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one)) == -1)
-			goto fail;
-	} else if (setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) == -1) {
+	if (cfg->bind.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
 		goto fail;
-	}
+	if (proxy_sock_freebind(fd, cfg->bind.ss_family) == -1)
+		goto fail;
 	if (bind(fd, (const struct sockaddr *)&cfg->bind, cfg->bindlen) == -1)
 		goto fail;
 	if (listen(fd, PROXY_BACKLOG) == -1)
 		goto fail;
 	return fd;
-fail: {
-	int e = errno;
-
-	close(fd);
-	return -e;
-}
+fail:
+	return proxy_sock_fail(fd);
 }
 
 static void
