@@ -14,12 +14,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <tandem/agent.h>
 #include <tandem/bal.h>
 #include <tandem/config.h>
 #include <tandem/ctl.h>
 #include <tandem/health.h>
 #include <tandem/log.h>
 #include <tandem/metrics.h>
+#include <tandem/nl.h>
 #include <tandem/proxy.h>
 
 #ifndef TANDEM_VERSION
@@ -38,6 +40,9 @@ struct tandemd {
 	size_t nfes;
 	struct proxy_worker **workers;
 	unsigned nworkers;
+
+	struct nl_ctx *nl;                /* with vrrp-groups only */
+	struct agent *agent;
 
 	struct ctl_view view;
 	struct ctl *ctl;
@@ -59,8 +64,12 @@ usage(void)
 static void
 tandemd_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct tandemd *d = w->data;
+
 	(void)revents;
 	log_info("tandemd: signal %d, shutting down", w->signum);
+	/* The peer hears priority 0 and takes over after Skew, not 3 intervals. */
+	agent_stop(d->agent);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -166,6 +175,25 @@ tandemd_mkdir_parent(const char *path)
 		log_warn("tandemd: mkdir %s", dir);
 }
 
+/* No vrrp-group: a plain proxy, no agent, no netlink. */
+static int
+tandemd_start_agent(struct tandemd *d)
+{
+	int r;
+
+	if (d->cfg->nvrrp == 0)
+		return 0;
+	if ((r = nl_new(d->loop, 0, &d->nl)) < 0)
+		return r;
+	if ((r = agent_new(d->loop, d->nl, d->cfg, d->pools, d->npools,
+	    &d->agent)) < 0)
+		return r;
+	if ((r = agent_crash_guard(d->agent)) < 0)
+		return r;
+	agent_run(d->agent);
+	return 0;
+}
+
 static int
 tandemd_start_ctl(struct tandemd *d)
 {
@@ -178,6 +206,7 @@ tandemd_start_ctl(struct tandemd *d)
 	d->view.hcs = d->hcs;
 	d->view.npools = d->npools;
 	d->view.workers = d->nworkers;
+	d->view.agent = d->agent;
 	d->view.started = ev_time();
 	tandemd_mkdir_parent(node->control);
 	d->ctl = ctl_new(d->loop, node->control, &d->view);
@@ -197,6 +226,10 @@ tandemd_teardown(struct tandemd *d)
 {
 	metrics_free(d->metrics);
 	ctl_free(d->ctl);
+	/* Before the pools (track-backend reads them) and netlink. */
+	agent_stop(d->agent);
+	agent_free(d->agent);
+	nl_free(d->nl);
 	if (d->workers != NULL)
 		for (unsigned i = 0; i < d->nworkers; i++)
 			proxy_worker_stop_free(d->workers[i]);
@@ -238,6 +271,8 @@ tandemd_run(const char *file, int debug)
 	ev_signal_init(&d.sigterm, tandemd_stop_cb, SIGTERM);
 	ev_signal_init(&d.sigint, tandemd_stop_cb, SIGINT);
 	ev_signal_init(&d.sighup, tandemd_hup_cb, SIGHUP);
+	d.sigterm.data = &d;
+	d.sigint.data = &d;
 	ev_signal_start(d.loop, &d.sigterm);
 	ev_signal_start(d.loop, &d.sigint);
 	ev_signal_start(d.loop, &d.sighup);
@@ -252,13 +287,19 @@ tandemd_run(const char *file, int debug)
 		log_warn("tandemd: cannot start the workers");
 		goto out;
 	}
+	if ((r = tandemd_start_agent(&d)) < 0) {
+		errno = -r;
+		log_warn("tandemd: cannot start the heartbeat agent");
+		goto out;
+	}
 	if ((r = tandemd_start_ctl(&d)) < 0) {
 		errno = -r;
 		log_warn("tandemd: cannot start the control interface");
 		goto out;
 	}
-	log_info("tandemd: node %s running, %u workers, %zu frontends, %zu backends",
-	    d.cfg->node.name, d.nworkers, d.nfes, d.npools);
+	log_info("tandemd: node %s running, %u workers, %zu frontends, %zu backends, "
+	    "%zu vrrp-groups", d.cfg->node.name, d.nworkers, d.nfes, d.npools,
+	    d.cfg->nvrrp);
 	ev_run(d.loop, 0);
 	ret = 0;
 out:
@@ -296,6 +337,9 @@ main(int argc, char **argv)
 		struct cfg *cfg = NULL;
 		int r = cfg_load(check, stderr, &cfg);
 
+		/* Keys are read at start-up: a check that skipped them would lie. */
+		if (r == 0)
+			r = agent_check_keys(cfg, stderr);
 		cfg_free(cfg);
 		if (r != 0)
 			return 1;

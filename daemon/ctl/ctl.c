@@ -19,6 +19,7 @@
 
 #include <ev.h>
 
+#include <tandem/agent.h>
 #include <tandem/bal.h>
 #include <tandem/config.h>
 #include <tandem/health.h>
@@ -695,6 +696,129 @@ ctl_be_row(const void *ctx, size_t i, char cells[][CTL_CELL_MAX])
 	snprintf(cells[7], CTL_CELL_MAX, "%lu", active);
 }
 
+/* ---- vrrp groups ------------------------------------------------------ */
+
+static const char *const ctl_vrrp_heads[] = {
+	"GROUP", "VRID", "STATE", "PRIO/BASE", "MASTER", "ADVERT-AGE",
+	"TRANSITIONS", "SINCE", "VIPS", "FLAGS",
+};
+
+static void
+ctl_fmt_secs(double s, char *buf, size_t size)
+{
+	if (s < 0)
+		snprintf(buf, size, "-");
+	else if (s < 10.)
+		snprintf(buf, size, "%.3fs", s);
+	else
+		snprintf(buf, size, "%.0fs", s);
+}
+
+static void
+ctl_vrrp_row(const void *ctx, size_t i, char cells[][CTL_CELL_MAX])
+{
+	const struct ctl_view *v = ctx;
+	struct agent_status st;
+	char addr[WIRE_ADDRSTRLEN];
+	size_t n = 0;
+
+	if (agent_status(v->agent, i, &st) < 0)
+		return;
+	snprintf(cells[0], CTL_CELL_MAX, "%s", st.name);
+	snprintf(cells[1], CTL_CELL_MAX, "%u", st.info.vrid);
+	snprintf(cells[2], CTL_CELL_MAX, "%s", agent_state_name(st.info.state));
+	snprintf(cells[3], CTL_CELL_MAX, "%u/%u", st.info.priority,
+	    st.info.base_priority);
+	if (st.info.master_known)
+		snprintf(cells[4], CTL_CELL_MAX, "%s(%u)",
+		    wire_ip_ntop(&st.info.master, 0, addr, sizeof(addr)),
+		    st.info.master_priority);
+	else
+		snprintf(cells[4], CTL_CELL_MAX, "-");
+	ctl_fmt_secs(st.advert_age, cells[5], CTL_CELL_MAX);
+	snprintf(cells[6], CTL_CELL_MAX, "%" PRIu64, st.info.transitions);
+	ctl_fmt_secs(st.since_transition, cells[7], CTL_CELL_MAX);
+	snprintf(cells[8], CTL_CELL_MAX, "%s", st.vips_up ? "up" :
+	    st.vips_held ? "adding" : "-");
+	cells[9][0] = '\0';
+#define CTL_FLAG(cond, text) \
+	if ((cond) && n < CTL_CELL_MAX) \
+		n += (size_t)snprintf(cells[9] + n, CTL_CELL_MAX - n, "%s%s", \
+		    n > 0 ? "," : "", (text))
+	CTL_FLAG(st.info.fault_active, "fault");
+	CTL_FLAG(st.info.demoted, "demoted");
+	CTL_FLAG(st.info.handover, "handover");
+	CTL_FLAG(st.info.handed_over, "handed-over");
+	CTL_FLAG(st.info.preempt_pending, "preempt-pending");
+	CTL_FLAG(!st.info.sync_ready, "sync-wait");
+#undef CTL_FLAG
+	if (n == 0)
+		snprintf(cells[9], CTL_CELL_MAX, "-");
+}
+
+static void
+ctl_agent_status(const struct ctl_view *v, struct ctl_buf *out)
+{
+	const struct ctl_table t = {
+		.ncols = 10, .heads = ctl_vrrp_heads, .align = "lrllllrrll",
+		.nrows = agent_count(v->agent), .ctx = v, .row = ctl_vrrp_row,
+	};
+	const struct auth_stats *as;
+
+	if (v->agent == NULL)
+		return;
+	ctl_buf_printf(out, "\n");
+	ctl_table_print(&t, out);
+	as = agent_auth_stats(v->agent);
+	ctl_buf_printf(out, "\nadverts  accepted %" PRIu64, as->accepted);
+	for (int r = 0; r < AUTH_DROP_COUNT; r++)
+		ctl_buf_printf(out, " %s %" PRIu64, auth_drop_name((enum auth_drop)r),
+		    as->drops[r]);
+	ctl_buf_printf(out, "\n");
+}
+
+/* switchover [GROUP]: every MASTER group, or the one named. */
+static void
+ctl_cmd_switchover(const struct ctl_view *v, double now, const char *arg,
+    struct ctl_buf *out)
+{
+	size_t done = 0, n = agent_count(v->agent);
+	char names[CTL_CELL_MAX] = "";
+	size_t len = 0;
+	int only = -1;
+
+	if (v->agent == NULL) {
+		ctl_buf_printf(out, "error: no vrrp-group configured\n");
+		return;
+	}
+	if (arg != NULL && (only = agent_find(v->agent, arg)) < 0) {
+		ctl_buf_printf(out, "error: no vrrp-group \"%s\"\n", arg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct agent_status st;
+
+		if (only >= 0 && i != (size_t)only)
+			continue;
+		if (agent_status(v->agent, i, &st) < 0 ||
+		    st.info.state != AGENT_MASTER)
+			continue;
+		if (agent_handover(v->agent, i) == 0) {
+			done++;
+			if (len < sizeof(names))
+				len += (size_t)snprintf(names + len, sizeof(names) - len,
+				    "%s%s", len > 0 ? " " : "", st.name);
+			log_info("ctl: switchover of vrrp-group %s requested", st.name);
+		}
+	}
+	if (done == 0) {
+		ctl_buf_printf(out, "error: %s is not MASTER: nothing to hand over\n",
+		    arg != NULL ? arg : "no vrrp-group");
+		return;
+	}
+	ctl_buf_printf(out, "ok\nhanding over to the peer: %s\n", names);
+}
+
 static void
 ctl_cmd_status(const struct ctl_view *v, double now, const char *arg,
     struct ctl_buf *out)
@@ -719,6 +843,7 @@ ctl_cmd_status(const struct ctl_view *v, double now, const char *arg,
 	ctl_table_print(&fes, out);
 	ctl_buf_printf(out, "\n");
 	ctl_table_print(&bes, out);
+	ctl_agent_status(v, out);
 }
 
 /* ---- servers ---------------------------------------------------------- */
@@ -1034,7 +1159,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "ready", "NAME", "back in service (up, or down while health checks fail)",
 	  ctl_cmd_ready },
 	{ "servers", NULL, "servers of every backend", ctl_cmd_servers },
-	{ "status", NULL, "node, uptime, frontends, backends", ctl_cmd_status },
+	{ "status", NULL, "node, uptime, frontends, backends, vrrp groups",
+	  ctl_cmd_status },
+	{ "switchover", "[GROUP]", "hand the MASTER group(s) over to the peer",
+	  ctl_cmd_switchover },
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
@@ -1108,7 +1236,9 @@ ctl_exec(const struct ctl_view *view, double now, const char *req, size_t len,
 		ctl_buf_printf(out, "\n");
 		return out->err;
 	}
-	if (nwords - 1 != (cmd->arg != NULL ? 1u : 0u)) {
+	/* An argument written "[ARG]" may be left out. */
+	if (nwords - 1 > (cmd->arg != NULL ? 1u : 0u) ||
+	    (nwords == 1 && cmd->arg != NULL && cmd->arg[0] != '[')) {
 		ctl_buf_printf(out, "error: usage: %s%s%s\n", cmd->name,
 		    cmd->arg != NULL ? " " : "", cmd->arg != NULL ? cmd->arg : "");
 		return out->err;

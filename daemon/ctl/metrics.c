@@ -14,6 +14,7 @@
 
 #include <ev.h>
 
+#include <tandem/agent.h>
 #include <tandem/bal.h>
 #include <tandem/config.h>
 #include <tandem/health.h>
@@ -369,12 +370,193 @@ metrics_render_servers(const struct ctl_view *v, struct ctl_buf *out)
 	}
 }
 
+/* ---- vrrp groups ------------------------------------------------------ */
+
+struct metrics_vrrp {
+	const char *name;
+	const char *type;
+	const char *help;
+	/* Returns 0 and *x, or -1 when the series has no sample yet. */
+	int (*get)(const struct agent_status *st, double *x);
+};
+
+#define METRICS_VRRP_GET(fn, expr, cond) \
+	static int fn(const struct agent_status *st, double *x) \
+	{ \
+		if (!(cond)) \
+			return -1; \
+		*x = (double)(expr); \
+		return 0; \
+	}
+
+METRICS_VRRP_GET(metrics_vrrp_prio, st->info.priority, 1)
+METRICS_VRRP_GET(metrics_vrrp_base, st->info.base_priority, 1)
+METRICS_VRRP_GET(metrics_vrrp_faults, st->faults, 1)
+METRICS_VRRP_GET(metrics_vrrp_decrement, st->decrement, 1)
+METRICS_VRRP_GET(metrics_vrrp_vips_up, st->vips_up ? 1 : 0, 1)
+METRICS_VRRP_GET(metrics_vrrp_transitions, st->info.transitions, 1)
+METRICS_VRRP_GET(metrics_vrrp_sent, st->info.adverts_sent, 1)
+METRICS_VRRP_GET(metrics_vrrp_send_errors, st->info.advert_errors, 1)
+METRICS_VRRP_GET(metrics_vrrp_received, st->info.rx_adverts, 1)
+METRICS_VRRP_GET(metrics_vrrp_ignored, st->info.rx_ignored, 1)
+METRICS_VRRP_GET(metrics_vrrp_stalls, st->info.stalls, 1)
+METRICS_VRRP_GET(metrics_vrrp_garps, st->vip.garps_sent, 1)
+METRICS_VRRP_GET(metrics_vrrp_nas, st->vip.nas_sent, 1)
+METRICS_VRRP_GET(metrics_vrrp_readds, st->vip.readds, 1)
+METRICS_VRRP_GET(metrics_vrrp_stale, st->vip.stale_removed, 1)
+METRICS_VRRP_GET(metrics_vrrp_nl_errors, st->vip.nl_errors, 1)
+METRICS_VRRP_GET(metrics_vrrp_age, st->advert_age, st->advert_age >= 0)
+METRICS_VRRP_GET(metrics_vrrp_add_lat, st->vip_up_latency_us / 1e6,
+    st->vip_up_latency_us > 0)
+METRICS_VRRP_GET(metrics_vrrp_del_lat, st->vip_down_latency_us / 1e6,
+    st->vip_down_latency_us > 0)
+METRICS_VRRP_GET(metrics_vrrp_takeover, st->info.takeover_time,
+    st->info.takeover_time >= 0)
+METRICS_VRRP_GET(metrics_vrrp_since, st->since_transition,
+    st->since_transition >= 0)
+
+static const struct metrics_vrrp metrics_vrrp_series[] = {
+	{ "tandem_vrrp_priority", "gauge", "Effective priority (base - tracking).",
+	  metrics_vrrp_prio },
+	{ "tandem_vrrp_base_priority", "gauge", "Configured priority.",
+	  metrics_vrrp_base },
+	{ "tandem_vrrp_faults", "gauge", "Tracked objects forcing FAULT now.",
+	  metrics_vrrp_faults },
+	{ "tandem_vrrp_priority_decrement", "gauge",
+	  "Priority decrement from tracking now.", metrics_vrrp_decrement },
+	{ "tandem_vrrp_vips_up", "gauge",
+	  "1 while MASTER with every VIP confirmed by the kernel.", metrics_vrrp_vips_up },
+	{ "tandem_vrrp_transitions_total", "counter", "State transitions.",
+	  metrics_vrrp_transitions },
+	{ "tandem_vrrp_adverts_sent_total", "counter",
+	  "Adverts sent (each counted once, whatever the number of paths).",
+	  metrics_vrrp_sent },
+	{ "tandem_vrrp_advert_send_errors_total", "counter",
+	  "Adverts that no path could send.", metrics_vrrp_send_errors },
+	{ "tandem_vrrp_adverts_received_total", "counter",
+	  "Authenticated adverts received for the group.", metrics_vrrp_received },
+	{ "tandem_vrrp_adverts_ignored_total", "counter",
+	  "Authenticated adverts ignored (our own address, sender not MASTER).",
+	  metrics_vrrp_ignored },
+	{ "tandem_vrrp_stalls_total", "counter",
+	  "Late loop wake-ups that did not cause a takeover.", metrics_vrrp_stalls },
+	{ "tandem_vrrp_garps_sent_total", "counter", "Gratuitous ARP frames sent.",
+	  metrics_vrrp_garps },
+	{ "tandem_vrrp_nas_sent_total", "counter",
+	  "Unsolicited neighbour advertisements sent.", metrics_vrrp_nas },
+	{ "tandem_vrrp_vip_readds_total", "counter",
+	  "Held VIPs deleted by someone else and re-added.", metrics_vrrp_readds },
+	{ "tandem_vrrp_vip_stale_removed_total", "counter",
+	  "VIPs left by a previous run, removed at start-up.", metrics_vrrp_stale },
+	{ "tandem_vrrp_vip_netlink_errors_total", "counter",
+	  "VIP add/delete requests that failed.", metrics_vrrp_nl_errors },
+	{ "tandem_vrrp_advert_age_seconds", "gauge",
+	  "Seconds since the master's last advert (ours when MASTER).",
+	  metrics_vrrp_age },
+	{ "tandem_vrrp_vip_add_latency_seconds", "gauge",
+	  "Last VIP take: request to the kernel's confirmation of every VIP.",
+	  metrics_vrrp_add_lat },
+	{ "tandem_vrrp_vip_remove_latency_seconds", "gauge",
+	  "Last VIP release: request to the kernel's confirmation.",
+	  metrics_vrrp_del_lat },
+	{ "tandem_vrrp_takeover_seconds", "gauge",
+	  "Last takeover: becoming MASTER to the VIPs up (announced).",
+	  metrics_vrrp_takeover },
+	{ "tandem_vrrp_since_transition_seconds", "gauge",
+	  "Seconds since the last state transition.", metrics_vrrp_since },
+};
+
+static void
+metrics_vrrp_labels(struct ctl_buf *out, const struct agent_status *st)
+{
+	char vrid[16];
+
+	snprintf(vrid, sizeof(vrid), "%u", st->info.vrid);
+	metrics_label(out, "group", st->name, 1);
+	metrics_label(out, "vrid", vrid, 0);
+}
+
+static void
+metrics_node_counter(struct ctl_buf *out, const char *name, const char *help,
+    uint64_t v)
+{
+	metrics_family(out, name, "counter", help);
+	ctl_buf_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+static void
+metrics_render_vrrp(const struct ctl_view *v, struct ctl_buf *out)
+{
+	size_t n = agent_count(v->agent);
+	const struct auth_stats *as;
+	struct agent_counters c;
+
+	if (v->agent == NULL)
+		return;
+	metrics_family(out, "tandem_vrrp_state", "gauge",
+	    "1 for the group's current state, 0 for the others.");
+	for (size_t i = 0; i < n; i++) {
+		struct agent_status st;
+
+		if (agent_status(v->agent, i, &st) < 0)
+			continue;
+		for (int s = 0; s < AGENT_STATE_COUNT; s++) {
+			ctl_buf_printf(out, "tandem_vrrp_state{");
+			metrics_vrrp_labels(out, &st);
+			metrics_label(out, "state", agent_state_name((enum agent_state)s), 0);
+			ctl_buf_printf(out, "} %d\n", st.info.state == (enum agent_state)s);
+		}
+	}
+	for (size_t k = 0; k < METRICS_N(metrics_vrrp_series); k++) {
+		const struct metrics_vrrp *m = &metrics_vrrp_series[k];
+
+		metrics_family(out, m->name, m->type, m->help);
+		for (size_t i = 0; i < n; i++) {
+			struct agent_status st;
+			double x;
+
+			if (agent_status(v->agent, i, &st) < 0 || m->get(&st, &x) < 0)
+				continue;
+			ctl_buf_printf(out, "%s{", m->name);
+			metrics_vrrp_labels(out, &st);
+			ctl_buf_printf(out, "} %.9g\n", x);
+		}
+	}
+	as = agent_auth_stats(v->agent);
+	metrics_node_counter(out, "tandem_vrrp_adverts_accepted_total",
+	    "Adverts that passed every check (all groups).", as->accepted);
+	metrics_family(out, "tandem_vrrp_adverts_dropped_total", "counter",
+	    "Adverts dropped, by the first check that failed.");
+	for (int r = 0; r < AUTH_DROP_COUNT; r++) {
+		ctl_buf_printf(out, "tandem_vrrp_adverts_dropped_total{");
+		metrics_label(out, "reason", auth_drop_name((enum auth_drop)r), 1);
+		ctl_buf_printf(out, "} %" PRIu64 "\n", as->drops[r]);
+	}
+	agent_counters(v->agent, &c);
+	metrics_family(out, "tandem_vrrp_boot_epoch", "gauge",
+	    "This run's boot epoch (grows with every start).");
+	ctl_buf_printf(out, "tandem_vrrp_boot_epoch %" PRIu64 "\n", c.boot_epoch);
+	metrics_node_counter(out, "tandem_vrrp_notify_runs_total",
+	    "Notify hooks started.", c.notify_runs);
+	metrics_node_counter(out, "tandem_vrrp_notify_failed_total",
+	    "Notify hooks that failed to start or exited non-zero.", c.notify_failed);
+	metrics_node_counter(out, "tandem_vrrp_notify_killed_total",
+	    "Notify hooks killed at their timeout.", c.notify_killed);
+	metrics_node_counter(out, "tandem_vrrp_notify_dropped_total",
+	    "Notify hooks not run: queue full.", c.notify_dropped);
+	metrics_node_counter(out, "tandem_vrrp_script_runs_total",
+	    "track-script runs started.", c.script_runs);
+	metrics_node_counter(out, "tandem_vrrp_script_killed_total",
+	    "track-script runs killed at their timeout.", c.script_killed);
+}
+
 int
 metrics_render(const struct ctl_view *view, double now, struct ctl_buf *out)
 {
 	metrics_render_node(view, now, out);
 	metrics_render_frontends(view, out);
 	metrics_render_servers(view, out);
+	metrics_render_vrrp(view, out);
 	return out->err;
 }
 

@@ -30,7 +30,7 @@ enum {
 
 struct tandemctl_cmd {
 	const char *name;
-	int nargs;
+	int nargs;                /* -1: zero or one */
 };
 
 static const struct tandemctl_cmd tandemctl_cmds[] = {
@@ -40,6 +40,7 @@ static const struct tandemctl_cmd tandemctl_cmds[] = {
 	{ "ready", 1 },
 	{ "maint", 1 },
 	{ "help", 0 },
+	{ "switchover", -1 },
 };
 
 static void
@@ -52,6 +53,7 @@ tandemctl_usage(FILE *f)
 	    "  drain NAME      no new connections to the server, existing ones stay\n"
 	    "  ready NAME      put the server back in service\n"
 	    "  maint NAME      take the server out of service\n"
+	    "  switchover [GROUP]  hand the VIP group(s) over to the peer\n"
 	    "NAME is BACKEND/SERVER, or SERVER when only one backend has it.\n"
 	    "SOCKET defaults to $%s, else %s.\n", CTL_ENV_PATH, CTL_DEFAULT_PATH);
 }
@@ -204,9 +206,11 @@ main(int argc, char **argv)
 		tandemctl_usage(stderr);
 		return TANDEMCTL_FAIL;
 	}
-	if (argc - 1 != cmd->nargs) {
+	if (cmd->nargs == -1 ? argc - 1 > 1 : argc - 1 != cmd->nargs) {
 		fprintf(stderr, "tandemctl: %s takes %s\n", cmd->name,
-		    cmd->nargs == 0 ? "no argument" : "one argument, a server NAME");
+		    cmd->nargs == 0 ? "no argument" : cmd->nargs == -1 ?
+		    "at most one argument, a vrrp-group NAME" :
+		    "one argument, a server NAME");
 		return TANDEMCTL_FAIL;
 	}
 	for (int i = 0; i < argc; i++) {

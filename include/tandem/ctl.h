@@ -6,12 +6,17 @@
  * line, the daemon answers and closes. The first line of every answer is
  * "ok" or "error: MESSAGE"; what follows is human-readable text.
  *
- *   status                 node, version, uptime, workers, frontends, backends
+ *   status                 node, version, uptime, workers, frontends, backends;
+ *                          with vrrp-groups also a table per group (state,
+ *                          priority effective/base, master and its priority,
+ *                          last advert age, transitions, time since the last
+ *                          one, VIPs, flags) and the advert drop counters
  *   servers                a table per backend: state, weights, connections,
  *                          last health check, connect-time EWMA
  *   drain NAME             no new connections, existing ones stay
  *   ready NAME             back in service (UP, or DOWN while checks fail)
  *   maint NAME             out of service
+ *   switchover [GROUP]     hand every MASTER group (or GROUP) over to the peer
  *   help                   the commands
  *
  * NAME is BACKEND/SERVER, or SERVER alone when exactly one backend has a
@@ -33,6 +38,7 @@ struct cfg;
 struct proxy_frontend;
 struct bal_pool;
 struct hc;
+struct agent;
 
 #define CTL_DEFAULT_PATH "/run/tandem/tandem.sock"
 #define CTL_ENV_PATH "TANDEM_CTL"   /* tandemctl: overrides the default path */
@@ -59,6 +65,7 @@ struct ctl_view {
 	struct bal_pool **pools;        /* npools backends, shown in this order */
 	struct hc **hcs;                /* NULL, or npools entries (each may be NULL) */
 	size_t npools;
+	struct agent *agent;            /* NULL: no vrrp-group (status, switchover) */
 	double started;                 /* ev_now() of the main loop at start-up */
 	unsigned workers;               /* worker threads actually running */
 };

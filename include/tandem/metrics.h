@@ -43,6 +43,28 @@
  *   tandem_server_check_duration_seconds       gauge, the last check
  * The health series exist only for backends with a health module, the last
  * two only once a check has completed.
+ *
+ * With vrrp-groups (labels group=, vrid=):
+ *   tandem_vrrp_state{state="INIT|BACKUP|MASTER|FAULT"}  gauge, a state set
+ *   tandem_vrrp_priority, tandem_vrrp_base_priority      gauge
+ *   tandem_vrrp_faults, tandem_vrrp_priority_decrement  gauge, from tracking
+ *   tandem_vrrp_vips_up                                 gauge 1/0
+ *   tandem_vrrp_transitions_total                       counter
+ *   tandem_vrrp_adverts_sent_total, _advert_send_errors_total  counter
+ *   tandem_vrrp_adverts_received_total, _adverts_ignored_total counter
+ *   tandem_vrrp_stalls_total                            counter, late wake-ups
+ *   tandem_vrrp_garps_sent_total, tandem_vrrp_nas_sent_total   counter
+ *   tandem_vrrp_vip_readds_total, _vip_stale_removed_total,
+ *   tandem_vrrp_vip_netlink_errors_total                counter
+ *   tandem_vrrp_advert_age_seconds                      gauge, absent: no master
+ *   tandem_vrrp_vip_add_latency_seconds, _vip_remove_latency_seconds  gauge, last
+ *   tandem_vrrp_takeover_seconds                        gauge, last MASTER entry
+ *                                                       to VIPs up
+ *   tandem_vrrp_since_transition_seconds                gauge
+ * and node-wide: tandem_vrrp_adverts_accepted_total,
+ * tandem_vrrp_adverts_dropped_total{reason=}, tandem_vrrp_boot_epoch,
+ * tandem_vrrp_notify_{runs,failed,killed,dropped}_total,
+ * tandem_vrrp_script_{runs,killed}_total.
  */
 #ifndef TANDEM_METRICS_H
 #define TANDEM_METRICS_H

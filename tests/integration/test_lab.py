@@ -381,7 +381,8 @@ def test_up_is_fast():
     t0 = time.monotonic()
     with Lab():
         up = time.monotonic() - t0
-    check_le(up, 2.0, "seconds for scripts/lab up")
+    # Typically ~1 s; the bound is generous for a loaded CI machine.
+    check_le(up, 5.0, "seconds for scripts/lab up")
 
 
 if __name__ == "__main__":

@@ -596,7 +596,7 @@ test_errors(void **state)
 	    "(web/be1, api/be1); say which: BACKEND/SERVER\n");
 	a = ask(f->loop, f->path, "frob\n");
 	assert_string_equal(a, "error: unknown command \"frob\"; commands: drain, "
-	    "help, maint, ready, servers, status\n");
+	    "help, maint, ready, servers, status, switchover\n");
 	a = ask(f->loop, f->path, "drain\n");
 	assert_string_equal(a, "error: usage: drain NAME\n");
 	a = ask(f->loop, f->path, "status now\n");
