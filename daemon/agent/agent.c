@@ -352,6 +352,41 @@ agent_vg_by_vrid(struct agent *a, const struct agent_sock *s, uint32_t vrid)
 	return NULL;
 }
 
+/*
+ * Two nodes with different frontends or backends would restore sessions into
+ * the wrong servers after a failover: say so loudly, once per change of the
+ * verdict (not once per advert), and show it in tandemctl status and metrics.
+ */
+static void
+agent_check_digest(struct agent_vg *vg, const struct wire_advert *adv)
+{
+	static const uint8_t zero[WIRE_DIGEST_LEN];
+	char ours[17], theirs[17], peer[64];
+	bool mismatch;
+
+	if (memcmp(adv->config_digest, zero, sizeof(zero)) == 0)
+		return;   /* a peer that could not compute one: nothing to compare */
+	mismatch = memcmp(adv->config_digest, vg->a->digest, WIRE_DIGEST_LEN) != 0;
+	if (vg->peer_digest_known && mismatch == vg->peer_mismatch &&
+	    memcmp(adv->config_digest, vg->peer_digest, WIRE_DIGEST_LEN) == 0)
+		return;
+	memcpy(vg->peer_digest, adv->config_digest, WIRE_DIGEST_LEN);
+	vg->peer_digest_known = true;
+	vg->peer_mismatch = mismatch;
+	for (int i = 0; i < 8; i++) {
+		snprintf(ours + 2 * i, 3, "%02x", vg->a->digest[i]);
+		snprintf(theirs + 2 * i, 3, "%02x", adv->config_digest[i]);
+	}
+	wire_ip_ntop(&adv->node, 0, peer, sizeof(peer));
+	if (mismatch)
+		log_warnx("vrid %u: peer %s runs a DIFFERENT proxy configuration "
+		    "(frontends/backends digest %s…, ours %s…): sessions cannot be "
+		    "restored safely between the two", vg->cfg->id, peer, theirs, ours);
+	else
+		log_info("vrid %u: peer %s runs the same proxy configuration (%s…)",
+		    vg->cfg->id, peer, ours);
+}
+
 static void
 agent_sock_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -388,6 +423,7 @@ agent_sock_cb(struct ev_loop *loop, ev_io *w, int revents)
 		vg = agent_vg_by_vrid(a, s, adv.group);
 		if (vg == NULL)
 			continue;   /* wire_advert_recv checked the group: cannot happen */
+		agent_check_digest(vg, &adv);
 		agent_rx_advert(vg->fsm, &adv, now);
 		agent_rearm_all(a);
 	}
@@ -717,6 +753,7 @@ agent_vg_init(struct agent *a, struct agent_vg *vg, const struct cfg_vrrp *vr)
 		snprintf(vg->tpl.node_name, sizeof(vg->tpl.node_name), "%s",
 		    a->cfg->node.name);
 	vg->tpl.boot_epoch = a->boot_epoch;
+	memcpy(vg->tpl.config_digest, a->digest, sizeof(vg->tpl.config_digest));
 
 	acfg.vrid = vr->id;
 	acfg.priority = (uint8_t)vr->priority;
@@ -796,6 +833,8 @@ agent_new(struct ev_loop *loop, struct nl_ctx *nl, const struct cfg *cfg,
 	if (a->replay == NULL || a->vgs == NULL || a->socks == NULL)
 		goto free_agent;
 	a->boot_epoch = agent_boot_epoch(cfg->node.boot_epoch_file);
+	if (cfg_digest(cfg, a->digest) < 0)
+		log_warnx("agent: cannot compute the config digest; adverts carry zeros");
 	a->counters.boot_epoch = a->boot_epoch;
 	for (size_t i = 0; i < cfg->nvrrp; i++) {
 		a->nvgs++;
@@ -975,6 +1014,8 @@ agent_status(const struct agent *a, size_t i, struct agent_status *out)
 	out->faults = vg->faults;
 	out->decrement = vg->decrement;
 	out->npeers = vg->ndst;
+	out->peer_digest_known = vg->peer_digest_known;
+	out->peer_config_mismatch = vg->peer_mismatch;
 	return 0;
 }
 

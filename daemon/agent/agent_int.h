@@ -68,6 +68,11 @@ struct agent_vg {
 	uint64_t up_latency_us;
 	uint64_t down_latency_us;
 	uint64_t lost;
+
+	/* The peer's proxy-config digest as its last advert said (drift check). */
+	uint8_t peer_digest[WIRE_DIGEST_LEN];
+	bool peer_digest_known;
+	bool peer_mismatch;
 };
 
 /* One UDP socket: (family, port), shared by the groups using it. */
@@ -107,6 +112,7 @@ struct agent {
 	struct bal_pool *const *pools;
 	size_t npools;
 	uint64_t boot_epoch;
+	uint8_t digest[WIRE_DIGEST_LEN];   /* cfg_digest() of our proxy config */
 
 	struct agent_vg *vgs;
 	size_t nvgs;

@@ -751,6 +751,7 @@ ctl_vrrp_row(const void *ctx, size_t i, char cells[][CTL_CELL_MAX])
 	CTL_FLAG(st.info.handed_over, "handed-over");
 	CTL_FLAG(st.info.preempt_pending, "preempt-pending");
 	CTL_FLAG(!st.info.sync_ready, "sync-wait");
+	CTL_FLAG(st.peer_config_mismatch, "PEER-CONFIG-DIFFERS");
 #undef CTL_FLAG
 	if (n == 0)
 		snprintf(cells[9], CTL_CELL_MAX, "-");

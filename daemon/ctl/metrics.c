@@ -394,6 +394,7 @@ METRICS_VRRP_GET(metrics_vrrp_base, st->info.base_priority, 1)
 METRICS_VRRP_GET(metrics_vrrp_faults, st->faults, 1)
 METRICS_VRRP_GET(metrics_vrrp_decrement, st->decrement, 1)
 METRICS_VRRP_GET(metrics_vrrp_vips_up, st->vips_up ? 1 : 0, 1)
+METRICS_VRRP_GET(metrics_vrrp_config_mismatch, st->peer_config_mismatch ? 1 : 0, 1)
 METRICS_VRRP_GET(metrics_vrrp_transitions, st->info.transitions, 1)
 METRICS_VRRP_GET(metrics_vrrp_sent, st->info.adverts_sent, 1)
 METRICS_VRRP_GET(metrics_vrrp_send_errors, st->info.advert_errors, 1)
@@ -426,6 +427,9 @@ static const struct metrics_vrrp metrics_vrrp_series[] = {
 	  "Priority decrement from tracking now.", metrics_vrrp_decrement },
 	{ "tandem_vrrp_vips_up", "gauge",
 	  "1 while MASTER with every VIP confirmed by the kernel.", metrics_vrrp_vips_up },
+	{ "tandem_vrrp_peer_config_mismatch", "gauge",
+	  "1 while the peer's adverts carry a different proxy-config digest.",
+	  metrics_vrrp_config_mismatch },
 	{ "tandem_vrrp_transitions_total", "counter", "State transitions.",
 	  metrics_vrrp_transitions },
 	{ "tandem_vrrp_adverts_sent_total", "counter",

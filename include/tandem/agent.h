@@ -80,6 +80,8 @@ struct agent_status {
 	unsigned faults;               /* tracked objects forcing FAULT now */
 	unsigned decrement;            /* priority decrement from tracking now */
 	size_t npeers;
+	bool peer_digest_known;        /* a peer advert carried a config digest */
+	bool peer_config_mismatch;     /* ... and it differs from ours */
 };
 
 /* Node-wide counters. */

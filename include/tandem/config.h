@@ -311,6 +311,16 @@ int cfg_parse(const char *name, const char *text, size_t len, FILE *err,
 
 void cfg_free(struct cfg *cfg);  /* NULL is a no-op */
 
+#define CFG_DIGEST_LEN 32
+
+/*
+ * SHA-256 of the proxy configuration (frontends and backends, canonical
+ * form: comments, key order and unit spelling do not matter; node, vrrp-group
+ * and sync sections are left out because they differ per node). Both nodes of
+ * a pair must have the same. Returns 0 or -ENOMEM.
+ */
+int cfg_digest(const struct cfg *cfg, uint8_t out[CFG_DIGEST_LEN]);
+
 /* Durations and sizes as the config writes them: "250ms", "2s", "16k". */
 int cfg_parse_duration_ms(const char *s, uint32_t *ms);
 int cfg_parse_size(const char *s, size_t *bytes);

@@ -49,6 +49,7 @@
  *   tandem_vrrp_priority, tandem_vrrp_base_priority      gauge
  *   tandem_vrrp_faults, tandem_vrrp_priority_decrement  gauge, from tracking
  *   tandem_vrrp_vips_up                                 gauge 1/0
+ *   tandem_vrrp_peer_config_mismatch                    gauge 1/0
  *   tandem_vrrp_transitions_total                       counter
  *   tandem_vrrp_adverts_sent_total, _advert_send_errors_total  counter
  *   tandem_vrrp_adverts_received_total, _adverts_ignored_total counter

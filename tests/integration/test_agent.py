@@ -287,6 +287,33 @@ def test_startup_one_master(lab):
     m2 = nodes["lb2"].metrics()
     check(m2[("tandem_vrrp_adverts_received_total", g)] >= 5, "adverts received")
     check_eq(m2[("tandem_vrrp_state", g | {("state", "BACKUP")})], 1.0, "lb2 BACKUP gauge")
+    # Same frontends and backends on both: no drift reported.
+    check_eq(m2[("tandem_vrrp_peer_config_mismatch", g)], 0.0, "config drift gauge")
+    check("PEER-CONFIG-DIFFERS" not in st2["FLAGS"], f"lb2 flags {st2}")
+
+
+@clean_exit
+def test_config_drift_is_reported(lab):
+    lab.start_backends()
+    key, _ = write_key(lab)
+    nodes = {n: Node(lab, n, key) for n in ("lb1", "lb2")}
+    # lb2 balances the same servers differently: sessions restored there
+    # would not match, so it must say so, and keep running. Only a MASTER
+    # advertises, so the BACKUP is the one that sees the drift (the sync
+    # handshake compares the digests both ways).
+    conf = nodes["lb2"].conf
+    conf.write_text(conf.read_text().replace("algorithm roundrobin", "algorithm leastconn"))
+    nodes["lb1"].start()
+    nodes["lb2"].start()
+    wait_master(nodes, "lb1")
+    g = frozenset({("group", "front"), ("vrid", str(VRID))})
+    lb2 = nodes["lb2"]
+    wait_until(lambda: lb2.metrics()[("tandem_vrrp_peer_config_mismatch", g)] == 1.0,
+               timeout=5, what="lb2 reports the config drift")
+    check("PEER-CONFIG-DIFFERS" in lb2.status()["front"]["FLAGS"], "lb2 status flags")
+    check_eq(lb2.log().count("DIFFERENT proxy configuration"), 1,
+             "the drift is logged once, not once per advert")
+    check_eq(holders(lab), ["lb1"], "the pair still elects one master")
 
 
 @clean_exit
