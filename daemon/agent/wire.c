@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <tandem/log.h>
+#include <tandem/pbuf.h>
 
 /* The one place the generated code is seen (STYLE 3). */
 #include "tandem.pb-c.h"
@@ -36,42 +37,6 @@ enum {
 };
 
 #define WIRE_ENV_TAG_VERSION ((1u << 3) | WIRE_WT_VARINT)
-
-/*
- * protobuf-c returns NULL both for malformed input and for a failed
- * allocation; this allocator tells the two apart so that memory pressure is
- * not counted as peers sending garbage.
- */
-struct wire_alloc {
-	ProtobufCAllocator pa;
-	int failed;
-};
-
-static void *
-wire_alloc_fn(void *data, size_t size)
-{
-	struct wire_alloc *al = data;
-	void *p = malloc(size);
-
-	if (p == NULL)
-		al->failed = 1;
-	return p;
-}
-
-static void
-wire_free_fn(void *data, void *p)
-{
-	free(p);
-}
-
-static void
-wire_alloc_init(struct wire_alloc *al)
-{
-	al->pa.alloc = wire_alloc_fn;
-	al->pa.free = wire_free_fn;
-	al->pa.allocator_data = al;
-	al->failed = 0;
-}
 
 /* ---- addresses ------------------------------------------------------- */
 
@@ -582,7 +547,7 @@ wire_advert_recv(struct wire_rx *rx, const uint8_t *buf, size_t len,
     const struct sockaddr *from, double now, struct wire_advert *out,
     enum auth_drop *why)
 {
-	struct wire_alloc al;
+	struct pbuf_alloc al;
 	Tandem__Envelope *env;
 	Tandem__Advert *adv;
 	const struct wire_rx_group *g;
@@ -601,7 +566,7 @@ wire_advert_recv(struct wire_rx *rx, const uint8_t *buf, size_t len,
 		return wire_drop(rx, d, why, from, now, "%zu bytes", len);
 	}
 
-	wire_alloc_init(&al);
+	pbuf_alloc_init(&al);
 	env = tandem__envelope__unpack(&al.pa, len, buf);
 	if (env == NULL) {
 		if (al.failed)

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tandem/pbuf.h>
+
 #include "tandem.pb-c.h"
 
 _Static_assert((int)SYNC_ROLE_STANDBY == (int)TANDEM__SYNC_ROLE__ROLE_STANDBY &&
@@ -85,42 +87,6 @@ syncf_buf_free(struct sync_buf *b)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
-}
-
-/*
- * protobuf-c returns NULL both for malformed input and for a failed
- * allocation; this allocator tells the two apart, so memory pressure is not
- * counted as a peer sending garbage.
- */
-struct syncf_alloc {
-	ProtobufCAllocator pa;
-	int failed;
-};
-
-static void *
-syncf_alloc_fn(void *data, size_t size)
-{
-	struct syncf_alloc *al = data;
-	void *p = malloc(size);
-
-	if (p == NULL)
-		al->failed = 1;
-	return p;
-}
-
-static void
-syncf_free_fn(void *data, void *p)
-{
-	free(p);
-}
-
-static void
-syncf_alloc_init(struct syncf_alloc *al)
-{
-	al->pa.alloc = syncf_alloc_fn;
-	al->pa.free = syncf_free_fn;
-	al->pa.allocator_data = al;
-	al->failed = 0;
 }
 
 /* ---- validity, shared by both directions ------------------------------ */
@@ -994,7 +960,7 @@ syncf_env_check(const Tandem__Envelope *e, enum sync_drop *why)
 }
 
 static int
-syncf_open_frame(const uint8_t *p, size_t len, struct syncf_alloc *al,
+syncf_open_frame(const uint8_t *p, size_t len, struct pbuf_alloc *al,
     struct sync_msg *out, enum sync_drop *why)
 {
 	Tandem__SyncFrame *m;
@@ -1060,7 +1026,7 @@ int
 syncf_open(const uint8_t *buf, size_t len, size_t max,
     const struct auth_keyring *kr, struct sync_msg *out, enum sync_drop *why)
 {
-	struct syncf_alloc al;
+	struct pbuf_alloc al;
 	Tandem__Envelope *env;
 	Tandem__SyncHello *hello;
 	struct auth_hdr hdr;
@@ -1073,7 +1039,7 @@ syncf_open(const uint8_t *buf, size_t len, size_t max,
 	}
 	if (syncf_env_scan(buf, len, why) < 0)
 		return -EBADMSG;
-	syncf_alloc_init(&al);
+	pbuf_alloc_init(&al);
 	env = tandem__envelope__unpack(&al.pa, len, buf);
 	if (env == NULL) {
 		if (al.failed)
