@@ -761,6 +761,8 @@ agent_vg_init(struct agent *a, struct agent_vg *vg, const struct cfg_vrrp *vr)
 	acfg.node = vg->node;
 	acfg.preempt = vr->preempt;
 	acfg.preempt_delay_ms = vr->preempt_delay_ms;
+	/* Unicast peers are the paths to our one peer: a pair, one backup. */
+	acfg.sole_backup = vr->multicast.ss_family == AF_UNSPEC;
 	r = agent_group_new(&acfg, &agent_vg_ops, vg, &vg->fsm);
 	if (r < 0) {
 		log_warnx("%s:%d: vrrp-group %s: %s", a->cfg->file, vr->line,

@@ -403,14 +403,20 @@ agent_act_follow_lower(struct agent_group *g, const struct agent_input *in)
 	agent_preempt_check(g, in->now);
 }
 
-/* RFC 5798 6.4.2: priority 0 sets the master-down timer to Skew_Time. */
+/*
+ * RFC 5798 6.4.2: priority 0 sets the master-down timer to Skew_Time, so that
+ * among several backups the best goes first. The sole backup of a pair has
+ * nobody to give way to: it takes over at once.
+ */
 static void
 agent_act_master_leaving(struct agent_group *g, const struct agent_input *in)
 {
+	double wait = g->cfg.sole_backup ? 0. :
+	    agent_ns_to_s(agent_skew_ns(in->adv->interval_ms, g->prio));
+
 	agent_forget_master(g);
 	agent_cancel_preempt(g);
-	agent_arm(g, AGENT_T_MASTER_DOWN, in->now +
-	    agent_ns_to_s(agent_skew_ns(in->adv->interval_ms, g->prio)), in->now);
+	agent_arm(g, AGENT_T_MASTER_DOWN, in->now + wait, in->now);
 }
 
 static void

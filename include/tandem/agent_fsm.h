@@ -183,6 +183,12 @@ struct agent_cfg {
 	bool preempt;
 	uint32_t preempt_delay_ms;     /* 0: preempt at once */
 	uint32_t switchover_hold_ms;   /* 0: Master_Down_Interval */
+	/*
+	 * We are the only backup (a unicast pair): RFC 5798's Skew_Time after a
+	 * priority-0 advert only lets the best of several backups go first, so
+	 * with one it is pure outage; take over at once instead.
+	 */
+	bool sole_backup;
 };
 
 /*

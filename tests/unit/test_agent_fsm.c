@@ -511,6 +511,27 @@ test_prio0_takeover_after_skew(void **state)
 }
 
 static void
+test_prio0_sole_backup_takes_over_at_once(void **state)
+{
+	struct wire_advert leave = adv(0, WIRE_STATE_MASTER, PEER, 1000);
+	struct agent_cfg c = cfg_make(100, US);
+	struct rec r;
+	struct agent_group *g;
+
+	c.sole_backup = true;
+	g = mk(&c, &r);
+	agent_start(g, 0);
+	rx(g, 200, PEER, 1);
+	rec_clear(&r);
+	assert_int_equal(agent_rx_advert(g, &leave, 1.5), 0);
+	/* no Skew: the pair's only backup has nobody to wait for; it is
+	 * MASTER when the advert has been handled, next advert in 1 s */
+	assert_state(g, AGENT_MASTER);
+	assert_time(agent_next_deadline(g), 2.5);
+	agent_group_free(g);
+}
+
+static void
 test_master_answers_prio0(void **state)
 {
 	struct wire_advert leave = adv(0, WIRE_STATE_MASTER, PEER, 1000);
@@ -1437,6 +1458,7 @@ main(void)
 		cmocka_unit_test(test_startup_takeover),
 		cmocka_unit_test(test_backup_follows_master),
 		cmocka_unit_test(test_prio0_takeover_after_skew),
+		cmocka_unit_test(test_prio0_sole_backup_takes_over_at_once),
 		cmocka_unit_test(test_master_answers_prio0),
 		cmocka_unit_test(test_preempt_delay),
 		cmocka_unit_test(test_preempt_delay_cancelled),
