@@ -310,27 +310,6 @@ wire_advert_export(const struct wire_advert *a, Tandem__Advert *m,
 
 /* ---- envelope -------------------------------------------------------- */
 
-/* Read a varint at *off. -ENODATA: ran off the end; -EBADMSG: over 10 bytes. */
-static int
-wire_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
-{
-	uint64_t r = 0;
-
-	for (unsigned i = 0; i < 10; i++) {
-		uint8_t b;
-
-		if (*off >= len)
-			return -ENODATA;
-		b = p[(*off)++];
-		r |= (uint64_t)(b & 0x7f) << (7 * i);
-		if ((b & 0x80) == 0) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EBADMSG;
-}
-
 /*
  * Classify bytes before handing them to protobuf-c, which says only "no".
  * An envelope always starts with its version (field 1, written first), so
@@ -353,9 +332,9 @@ wire_env_scan(const uint8_t *p, size_t len, size_t max, enum auth_drop *why,
 		return -EBADMSG;
 	}
 	*why = AUTH_DROP_GARBAGE;
-	if (wire_varint(p, len, &off, &tag) < 0 || tag != WIRE_ENV_TAG_VERSION)
+	if (pbuf_varint(p, len, &off, &tag) < 0 || tag != WIRE_ENV_TAG_VERSION)
 		return -EBADMSG;
-	r = wire_varint(p, len, &off, &v);
+	r = pbuf_varint(p, len, &off, &v);
 	if (r < 0) {
 		*why = r == -ENODATA ? AUTH_DROP_TRUNCATED : AUTH_DROP_GARBAGE;
 		return -EBADMSG;
@@ -369,7 +348,7 @@ wire_env_scan(const uint8_t *p, size_t len, size_t max, enum auth_drop *why,
 		uint64_t field;
 		size_t need;
 
-		r = wire_varint(p, len, &off, &tag);
+		r = pbuf_varint(p, len, &off, &tag);
 		if (r < 0)
 			goto fail;
 		field = tag >> 3;
@@ -377,7 +356,7 @@ wire_env_scan(const uint8_t *p, size_t len, size_t max, enum auth_drop *why,
 			return -EBADMSG;
 		switch (tag & 7) {
 		case WIRE_WT_VARINT:
-			r = wire_varint(p, len, &off, &v);
+			r = pbuf_varint(p, len, &off, &v);
 			if (r < 0)
 				goto fail;
 			continue;
@@ -388,7 +367,7 @@ wire_env_scan(const uint8_t *p, size_t len, size_t max, enum auth_drop *why,
 			need = 4;
 			break;
 		case WIRE_WT_LEN:
-			r = wire_varint(p, len, &off, &v);
+			r = pbuf_varint(p, len, &off, &v);
 			if (r < 0)
 				goto fail;
 			if (v > max)

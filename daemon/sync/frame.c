@@ -815,27 +815,6 @@ syncf_hello_import(const Tandem__SyncHello *m, struct sync_hello *h)
 
 /* ---- scanning unauthenticated bytes ----------------------------------- */
 
-/* A varint at *off: 0, -ENODATA (ran off the end), -EBADMSG (over 10 bytes). */
-static int
-syncf_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
-{
-	uint64_t r = 0;
-
-	for (unsigned i = 0; i < 10; i++) {
-		uint8_t b;
-
-		if (*off >= len)
-			return -ENODATA;
-		b = p[(*off)++];
-		r |= (uint64_t)(b & 0x7f) << (7 * i);
-		if ((b & 0x80) == 0) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -EBADMSG;
-}
-
 /*
  * Walk the top-level fields of a protobuf message, so that a cut-off one
  * can be told from a malformed one (protobuf-c only says "no"), and so
@@ -854,13 +833,13 @@ syncf_walk(const uint8_t *p, size_t len, size_t off, uint64_t count_field,
 	while (off < len) {
 		size_t need;
 
-		if ((r = syncf_varint(p, len, &off, &tag)) < 0)
+		if ((r = pbuf_varint(p, len, &off, &tag)) < 0)
 			return r;
 		if ((tag >> 3) == 0 || (tag >> 3) > 536870911u)
 			return -EBADMSG;
 		switch (tag & 7) {
 		case SYNCF_WT_VARINT:
-			if ((r = syncf_varint(p, len, &off, &v)) < 0)
+			if ((r = pbuf_varint(p, len, &off, &v)) < 0)
 				return r;
 			continue;
 		case SYNCF_WT_I64:
@@ -870,7 +849,7 @@ syncf_walk(const uint8_t *p, size_t len, size_t off, uint64_t count_field,
 			need = 4;
 			break;
 		case SYNCF_WT_LEN:
-			if ((r = syncf_varint(p, len, &off, &v)) < 0)
+			if ((r = pbuf_varint(p, len, &off, &v)) < 0)
 				return r;
 			if (v > len)
 				return -ENODATA;
@@ -903,12 +882,12 @@ syncf_env_scan(const uint8_t *p, size_t len, enum sync_drop *why)
 	*why = SYNC_DROP_TRUNCATED;
 	if (len == 0)
 		return -EBADMSG;
-	r = syncf_varint(p, len, &off, &tag);
+	r = pbuf_varint(p, len, &off, &tag);
 	if (r < 0 || tag != SYNCF_ENV_TAG_VERSION) {
 		*why = r == -ENODATA ? SYNC_DROP_TRUNCATED : SYNC_DROP_GARBAGE;
 		return -EBADMSG;
 	}
-	r = syncf_varint(p, len, &off, &v);
+	r = pbuf_varint(p, len, &off, &v);
 	if (r < 0) {
 		*why = r == -ENODATA ? SYNC_DROP_TRUNCATED : SYNC_DROP_GARBAGE;
 		return -EBADMSG;

@@ -5,6 +5,9 @@
 #ifndef TANDEM_PBUF_H
 #define TANDEM_PBUF_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <protobuf-c/protobuf-c.h>
 
 /*
@@ -18,5 +21,12 @@ struct pbuf_alloc {
 };
 
 void pbuf_alloc_init(struct pbuf_alloc *al);
+
+/*
+ * Read a protobuf varint at p[*off], advancing *off: for judging raw bytes
+ * before protobuf-c, which only says "no". Returns 0, -ENODATA when it runs
+ * off the end (a cut-off message) or -EBADMSG when it is over 10 bytes.
+ */
+int pbuf_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v);
 
 #endif
