@@ -27,6 +27,11 @@ _Static_assert((int)SYNC_HEALTH_UP == (int)TANDEM__SERVER_HEALTH__SERVER_UP &&
 _Static_assert((int)SYNC_BULK_BEGIN == (int)TANDEM__BULK_MARK__PHASE__BULK_BEGIN &&
     (int)SYNC_BULK_END == (int)TANDEM__BULK_MARK__PHASE__BULK_END,
     "enum sync_bulk_phase mirrors tandem.BulkMark.Phase");
+_Static_assert((int)SYNC_SWITCH_REQUEST == (int)TANDEM__SWITCHOVER__PHASE__SWITCH_REQUEST &&
+    (int)SYNC_SWITCH_FROZEN == (int)TANDEM__SWITCHOVER__PHASE__SWITCH_FROZEN &&
+    (int)SYNC_SWITCH_DONE == (int)TANDEM__SWITCHOVER__PHASE__SWITCH_DONE &&
+    (int)SYNC_SWITCH_ABORT == (int)TANDEM__SWITCHOVER__PHASE__SWITCH_ABORT,
+    "enum sync_switch_phase mirrors tandem.Switchover.Phase");
 _Static_assert(SYNC_EV_CONN == 0 && SYNC_DROP_GARBAGE == 0,
     "X-macro enums index arrays from 0");
 
@@ -35,6 +40,13 @@ static const char *const sync_ev_names[SYNC_EV_COUNT] = {
 	SYNC_EV_LIST(SYNC_EV_NAME_)
 };
 #undef SYNC_EV_NAME_
+
+static const char *const sync_switch_phase_names[SYNC_SWITCH_COUNT] = {
+	[SYNC_SWITCH_REQUEST] = "request",
+	[SYNC_SWITCH_FROZEN] = "frozen",
+	[SYNC_SWITCH_DONE] = "done",
+	[SYNC_SWITCH_ABORT] = "abort",
+};
 
 /* Protobuf wire types (encoding spec); groups (3, 4) are never used by us. */
 enum {
@@ -54,6 +66,12 @@ const char *
 sync_ev_name(enum sync_ev_type t)
 {
 	return (unsigned)t < SYNC_EV_COUNT ? sync_ev_names[t] : "?";
+}
+
+const char *
+sync_switch_phase_name(enum sync_switch_phase p)
+{
+	return (unsigned)p < SYNC_SWITCH_COUNT ? sync_switch_phase_names[p] : "?";
 }
 
 /* ---- buffers --------------------------------------------------------- */
@@ -114,6 +132,27 @@ syncf_name_valid(const char *s, int may_be_empty)
 	return 1;
 }
 
+/*
+ * A handover's reason is free text for the log ("tandemctl", "SIGTERM ...")
+ * but still ends up in log lines: printable ASCII only, so a peer cannot
+ * forge lines or escape sequences.
+ */
+static int
+syncf_reason_valid(const char *s)
+{
+	size_t n = strnlen(s, SYNC_NAME_MAX);
+
+	if (n == SYNC_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
 static int
 syncf_endpoint_valid(const struct sync_endpoint *e)
 {
@@ -163,6 +202,11 @@ syncf_event_valid(const struct sync_event *ev)
 		    (unsigned)ev->u.server.health < SYNC_HEALTH_COUNT;
 	case SYNC_EV_BULK:
 		return (unsigned)ev->u.bulk.phase < SYNC_BULK_COUNT;
+	case SYNC_EV_SWITCH:
+		return (unsigned)ev->u.sw.phase < SYNC_SWITCH_COUNT &&
+		    ev->u.sw.id != 0 &&
+		    ev->u.sw.ngroups <= SYNC_SWITCH_GROUPS_MAX &&
+		    syncf_reason_valid(ev->u.sw.reason);
 	case SYNC_EV_COUNT:
 		break;
 	}
@@ -264,6 +308,7 @@ struct syncf_ev_storage {
 	Tandem__StickyEntry sticky;
 	Tandem__ServerState srv;
 	Tandem__BulkMark bulk;
+	Tandem__Switchover sw;
 };
 
 /* Fill st->ev from ev; borrows ev's memory, allocates nothing. */
@@ -375,6 +420,30 @@ syncf_event_export(const struct sync_event *ev, struct syncf_ev_storage *st)
 		m->ev_case = TANDEM__SYNC_EVENT__EV_BULK;
 		m->bulk = &st->bulk;
 		break;
+	case SYNC_EV_SWITCH: {
+		const struct sync_switch *w = &ev->u.sw;
+
+		tandem__switchover__init(&st->sw);
+		st->sw.has_phase = 1;
+		st->sw.phase = (Tandem__Switchover__Phase)w->phase;
+		st->sw.has_id = 1;
+		st->sw.id = w->id;
+		st->sw.has_last_frame = 1;
+		st->sw.last_frame = w->last_frame;
+		st->sw.n_groups = w->ngroups;
+		/* protobuf-c's pack only reads through this pointer. */
+		st->sw.groups = (uint32_t *)(uintptr_t)w->groups;
+		/* An empty reason stays off the wire: the receiver reads "". */
+		if (w->reason[0] != '\0')
+			st->sw.reason = syncf_str_export(w->reason);
+		st->sw.has_restored = 1;
+		st->sw.restored = w->restored;
+		st->sw.has_reset = 1;
+		st->sw.reset = w->reset;
+		m->ev_case = TANDEM__SYNC_EVENT__EV_SWITCHOVER;
+		m->switchover = &st->sw;
+		break;
+	}
 	case SYNC_EV_COUNT:
 		break;
 	}
@@ -764,6 +833,31 @@ syncf_event_import(const Tandem__SyncEvent *m, struct sync_event *ev)
 		ev->u.bulk.phase = (enum sync_bulk_phase)m->bulk->phase;
 		ev->u.bulk.count = m->bulk->count;
 		break;
+	case TANDEM__SYNC_EVENT__EV_SWITCHOVER: {
+		const Tandem__Switchover *w = m->switchover;
+		struct sync_switch *o = &ev->u.sw;
+
+		ev->type = SYNC_EV_SWITCH;
+		/* Every field but the reason, as version 1 sends them. */
+		if (!w->has_phase || !w->has_id || !w->has_last_frame ||
+		    !w->has_restored || !w->has_reset ||
+		    (unsigned)w->phase >= SYNC_SWITCH_COUNT)
+			return SYNCF_BAD;
+		if (w->n_groups > SYNC_SWITCH_GROUPS_MAX)
+			return SYNCF_BIG;
+		if ((r = syncf_name_import(w->reason, o->reason)) != 0)
+			return r;
+		o->phase = (enum sync_switch_phase)w->phase;
+		o->id = w->id;
+		o->last_frame = w->last_frame;
+		o->ngroups = w->n_groups;
+		if (w->n_groups > 0)
+			memcpy(o->groups, w->groups,
+			    w->n_groups * sizeof(o->groups[0]));
+		o->restored = w->restored;
+		o->reset = w->reset;
+		break;
+	}
 	case TANDEM__SYNC_EVENT__EV__NOT_SET:
 	default:
 		/* An event kind a newer peer added: v1 cannot apply it. */

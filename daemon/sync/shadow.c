@@ -356,6 +356,7 @@ shadow_apply(struct shadow *sh, const struct sync_event *ev, double now)
 		return 0;
 	case SYNC_EV_STICKY:
 	case SYNC_EV_SERVER:
+	case SYNC_EV_SWITCH:        /* the session layer's, not a table entry */
 	case SYNC_EV_COUNT:
 		break;
 	}

@@ -137,7 +137,8 @@ struct sync;
 	X(CLOSE, "close", "connection closed")                                 \
 	X(STICKY, "sticky", "persistence entry")                               \
 	X(SERVER, "server", "server balancing and health state")               \
-	X(BULK, "bulk", "snapshot boundary")
+	X(BULK, "bulk", "snapshot boundary")                                   \
+	X(SWITCH, "switch", "planned handover marker")
 
 #define SYNC_EV_ENUM_(sym, name, desc) SYNC_EV_##sym,
 enum sync_ev_type {
@@ -165,6 +166,15 @@ enum sync_bulk_phase {
 	SYNC_BULK_BEGIN = 0,
 	SYNC_BULK_END,
 	SYNC_BULK_COUNT
+};
+
+/* Mirrors tandem.Switchover.Phase. */
+enum sync_switch_phase {
+	SYNC_SWITCH_REQUEST = 0,
+	SYNC_SWITCH_FROZEN,
+	SYNC_SWITCH_DONE,
+	SYNC_SWITCH_ABORT,
+	SYNC_SWITCH_COUNT
 };
 
 /* One end of a TCP connection. */
@@ -273,6 +283,23 @@ struct sync_bulk {
 	uint64_t count;             /* END: events since BEGIN */
 };
 
+#define SYNC_SWITCH_GROUPS_MAX 16
+
+/*
+ * A planned handover (Switchover), in order with the connection events: one
+ * transaction id != 0 from REQUEST to DONE or ABORT.
+ */
+struct sync_switch {
+	enum sync_switch_phase phase;
+	uint64_t id;
+	uint64_t last_frame;        /* FROZEN: the frame that completes the final state */
+	size_t ngroups;             /* 0..SYNC_SWITCH_GROUPS_MAX */
+	uint32_t groups[SYNC_SWITCH_GROUPS_MAX];    /* the VIP groups moving */
+	char reason[SYNC_NAME_MAX]; /* printable ASCII, may be empty */
+	uint32_t restored;          /* DONE: connections rebuilt */
+	uint32_t reset;             /* DONE: connections that had to be reset */
+};
+
 struct sync_event {
 	enum sync_ev_type type;
 	union {
@@ -282,11 +309,15 @@ struct sync_event {
 		struct sync_sticky sticky;
 		struct sync_server server;
 		struct sync_bulk bulk;
+		struct sync_switch sw;
 	} u;
 };
 
 /* "conn", ... ; "?" out of range. */
 const char *sync_ev_name(enum sync_ev_type t);
+
+/* "request", "frozen", "done", "abort"; "?" out of range. */
+const char *sync_switch_phase_name(enum sync_switch_phase p);
 
 /* ---- drop reasons and counters ------------------------------------------ */
 

@@ -137,6 +137,10 @@ struct node {
 	uint64_t big_ok;            /* 1 MiB receive queues that arrived intact */
 	uint64_t big_bad;
 	struct sync_event last_conn;
+	uint64_t switches;          /* SWITCH events delivered */
+	uint64_t conns_at_switch;   /* conns delivered before the last one */
+	uint64_t updates_at_switch;
+	struct sync_switch last_switch;
 	struct sync_peer peer;
 	bool fd_taken;              /* cfg.listen_fd went to sync_new() */
 };
@@ -174,6 +178,11 @@ on_event(void *arg, const struct sync_event *ev)
 		n->last_conn.u.conn.client.send_queue = NULL;
 		n->last_conn.u.conn.server_sock.recv_queue = NULL;
 		n->last_conn.u.conn.server_sock.send_queue = NULL;
+	} else if (ev->type == SYNC_EV_SWITCH) {
+		n->switches++;
+		n->conns_at_switch = n->conns;
+		n->updates_at_switch = n->updates;
+		n->last_switch = ev->u.sw;
 	}
 }
 
@@ -477,6 +486,15 @@ a_all_acked(struct fx *f)
 	return in.unacked_frames == 0 && in.tx_acked == in.tx_seq;
 }
 
+static uint64_t
+tx_seq_of(const struct sync *ch)
+{
+	struct sync_info in;
+
+	sync_info(ch, &in);
+	return in.tx_seq;
+}
+
 /* ---- pair tests ---------------------------------------------------------------------- */
 
 static void
@@ -576,6 +594,66 @@ test_snapshot_and_events_in_order(void **state)
 	assert_int_equal(in.lag_ms, 0);
 	assert_true(in.tx_seq > 10);            /* batches were split into frames */
 	assert_true(sync_stats(f->b.ch)->acks_out > 0);
+}
+
+static bool
+b_got_switch_and_update(struct fx *f)
+{
+	return f->b.switches > 0 && f->b.updates > 0;
+}
+
+/*
+ * A planned handover's marker is an ordinary event for the channel: queued
+ * by the caller, delivered through on_event, after every event queued
+ * before it (across frames too).
+ */
+static void
+test_switch_in_order(void **state)
+{
+	struct fx *f = *state;
+	struct sync_event ev;
+	uint64_t frames_before;
+
+	pair_up(f);
+	frames_before = tx_seq_of(f->a.ch);
+	/* Enough CONN events for several frames. */
+	for (uint64_t id = 1; id <= 1500; id++) {
+		conn_event(&ev, id);
+		assert_int_equal(sync_queue_event(f->a.ch, &ev), 0);
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.type = SYNC_EV_SWITCH;
+	ev.u.sw.phase = SYNC_SWITCH_FROZEN;
+	ev.u.sw.id = 7;
+	ev.u.sw.last_frame = 1234;
+	ev.u.sw.ngroups = 2;
+	ev.u.sw.groups[0] = 1;
+	ev.u.sw.groups[1] = 42;
+	snprintf(ev.u.sw.reason, sizeof(ev.u.sw.reason), "tandemctl");
+	assert_int_equal(sync_queue_event(f->a.ch, &ev), 0);
+	queue_updates(&f->a, 1);
+	assert_true(run_until(f, b_got_switch_and_update, RUN_LIMIT));
+	assert_true(tx_seq_of(f->a.ch) - frames_before > 1);
+	assert_int_equal(f->b.switches, 1);
+	assert_int_equal(f->b.conns_at_switch, 1500);
+	assert_int_equal(f->b.last_conn.u.conn.id, 1500);
+	assert_int_equal(f->b.updates_at_switch, 0);
+	assert_int_equal(f->b.updates, 1);
+	assert_int_equal(f->b.last_switch.phase, SYNC_SWITCH_FROZEN);
+	assert_int_equal(f->b.last_switch.id, 7);
+	assert_int_equal(f->b.last_switch.last_frame, 1234);
+	assert_int_equal(f->b.last_switch.ngroups, 2);
+	assert_int_equal(f->b.last_switch.groups[1], 42);
+	assert_string_equal(f->b.last_switch.reason, "tandemctl");
+	assert_int_equal(sync_stats(f->b.ch)->events_in, f->b.events);
+	assert_int_equal(f->b.events, 1500 + 1 + 1);
+
+	/* Invalid markers are refused at the sender. */
+	ev.u.sw.id = 0;
+	assert_int_equal(sync_queue_event(f->a.ch, &ev), -EINVAL);
+	ev.u.sw.id = 8;
+	ev.u.sw.phase = SYNC_SWITCH_COUNT;
+	assert_int_equal(sync_queue_event(f->a.ch, &ev), -EINVAL);
 }
 
 /* Frames written but never read are lost with the connection; resumed. */
@@ -1606,6 +1684,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_handshake),
 		T(test_snapshot_and_events_in_order),
+		T(test_switch_in_order),
 		T(test_resume_after_reconnect),
 		T(test_no_duplicates_before_ack),
 		T(test_resync_when_peer_lost_state),

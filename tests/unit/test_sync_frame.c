@@ -316,6 +316,24 @@ sample_server(struct sync_event *ev)
 	ev->u.server.consec_fails = 7;
 }
 
+/* A FROZEN marker with groups and a reason: every field set. */
+static void
+sample_switch(struct sync_event *ev, size_t ngroups)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = SYNC_EV_SWITCH;
+	ev->u.sw.phase = SYNC_SWITCH_FROZEN;
+	ev->u.sw.id = UINT64_C(0x8000000000000001);
+	ev->u.sw.last_frame = UINT64_C(0x1234567890);
+	ev->u.sw.ngroups = ngroups;
+	for (size_t i = 0; i < ngroups; i++)
+		ev->u.sw.groups[i] = (uint32_t)(i * 1000003u + 1);
+	snprintf(ev->u.sw.reason, sizeof(ev->u.sw.reason),
+	    "tandemctl switchover (op: ~root)");
+	ev->u.sw.restored = 4000000000u;
+	ev->u.sw.reset = 17;
+}
+
 static void
 sample_hello(struct sync_hello *h, int family)
 {
@@ -441,6 +459,17 @@ assert_event_equal(const struct sync_event *a, const struct sync_event *b)
 	case SYNC_EV_BULK:
 		assert_int_equal(a->u.bulk.phase, b->u.bulk.phase);
 		assert_int_equal(a->u.bulk.count, b->u.bulk.count);
+		break;
+	case SYNC_EV_SWITCH:
+		assert_int_equal(a->u.sw.phase, b->u.sw.phase);
+		assert_int_equal(a->u.sw.id, b->u.sw.id);
+		assert_int_equal(a->u.sw.last_frame, b->u.sw.last_frame);
+		assert_int_equal(a->u.sw.ngroups, b->u.sw.ngroups);
+		for (size_t i = 0; i < a->u.sw.ngroups; i++)
+			assert_int_equal(a->u.sw.groups[i], b->u.sw.groups[i]);
+		assert_string_equal(a->u.sw.reason, b->u.sw.reason);
+		assert_int_equal(a->u.sw.restored, b->u.sw.restored);
+		assert_int_equal(a->u.sw.reset, b->u.sw.reset);
 		break;
 	case SYNC_EV_COUNT:
 		fail();
@@ -619,6 +648,106 @@ test_hello_roundtrip(void **state)
 	}
 }
 
+/* Switchover markers travel in a frame with the connection events, in order. */
+static void
+test_switch_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct sync_event evs[6];
+	struct sync_frame_hdr h = { .epoch = 3, .seq = 8, .ack_epoch = 2, .ack = 1 };
+	struct sync_buf out = { 0 };
+	struct sync_msg m;
+	enum sync_drop why;
+
+	sample_switch(&evs[0], 2);
+	evs[0].u.sw.phase = SYNC_SWITCH_REQUEST;
+	sample_conn(&evs[1], 5, AF_INET6, 1, 1);
+	sample_switch(&evs[2], SYNC_SWITCH_GROUPS_MAX);   /* the most groups */
+	sample_update(&evs[3], 5);
+	sample_switch(&evs[4], 0);                        /* no groups, no reason */
+	evs[4].u.sw.phase = SYNC_SWITCH_DONE;
+	evs[4].u.sw.reason[0] = '\0';
+	evs[4].u.sw.last_frame = 0;
+	sample_switch(&evs[5], 1);
+	evs[5].u.sw.phase = SYNC_SWITCH_ABORT;
+	evs[5].u.sw.groups[0] = UINT32_MAX;
+	snprintf(evs[5].u.sw.reason, sizeof(evs[5].u.sw.reason), "%63s", "x");
+
+	seal_events(f, &out, &h, evs, 6);
+	assert_int_equal(open_buf(f, &out, SYNC_FRAME_MAX, &m, &why), 0);
+	assert_int_equal(m.nevents, 6);
+	for (size_t i = 0; i < 6; i++)
+		assert_event_equal(&m.events[i], &evs[i]);
+	syncf_msg_clear(&m);
+	syncf_buf_free(&out);
+}
+
+/* A Switchover by hand: SyncEvent field 7 and tandem.Switchover's numbers. */
+static void
+test_hand_built_switch(void **state)
+{
+	struct fx *f = *state;
+	struct pb sw = { .n = 0 }, ev = { .n = 0 }, frame = { .n = 0 },
+	    env = { .n = 0 };
+	struct sync_msg m;
+	enum sync_drop why;
+
+	pb_uint(&sw, 1, 2);                       /* phase SWITCH_DONE */
+	pb_uint(&sw, 2, 99);                      /* id */
+	pb_uint(&sw, 3, 1234);                    /* last_frame */
+	pb_uint(&sw, 4, 7);                       /* groups, unpacked */
+	pb_uint(&sw, 4, 300);
+	pb_uint(&sw, 6, 12);                      /* restored */
+	pb_uint(&sw, 7, 3);                       /* reset; no reason */
+	pb_bytes(&ev, 7, sw.b, sw.n);             /* SyncEvent.switchover */
+	pb_uint(&frame, 1, 900);
+	pb_uint(&frame, 2, 1);
+	pb_uint(&frame, 3, 0);
+	pb_bytes(&frame, 4, ev.b, ev.n);
+	pb_uint(&frame, 5, 0);
+	hand_envelope(&env, 1, 3, key_a, frame.b, frame.n);
+	assert_int_equal(syncf_open(env.b, env.n, SYNC_FRAME_MAX, f->kr, &m,
+	    &why), 0);
+	assert_int_equal(m.nevents, 1);
+	assert_int_equal(m.events[0].type, SYNC_EV_SWITCH);
+	assert_int_equal(m.events[0].u.sw.phase, SYNC_SWITCH_DONE);
+	assert_int_equal(m.events[0].u.sw.id, 99);
+	assert_int_equal(m.events[0].u.sw.last_frame, 1234);
+	assert_int_equal(m.events[0].u.sw.ngroups, 2);
+	assert_int_equal(m.events[0].u.sw.groups[0], 7);
+	assert_int_equal(m.events[0].u.sw.groups[1], 300);
+	assert_string_equal(m.events[0].u.sw.reason, "");
+	assert_int_equal(m.events[0].u.sw.restored, 12);
+	assert_int_equal(m.events[0].u.sw.reset, 3);
+	syncf_msg_clear(&m);
+
+	/* The same with a reason (field 5) and packed groups. */
+	sw.n = 0;
+	pb_uint(&sw, 1, 0);
+	pb_uint(&sw, 2, 1);
+	pb_uint(&sw, 3, 0);
+	pb_bytes(&sw, 4, "\x01\x02", 2);
+	pb_bytes(&sw, 5, "SIGTERM", 7);
+	pb_uint(&sw, 6, 0);
+	pb_uint(&sw, 7, 0);
+	ev.n = 0;
+	pb_bytes(&ev, 7, sw.b, sw.n);
+	frame.n = 0;
+	pb_uint(&frame, 1, 900);
+	pb_uint(&frame, 2, 2);
+	pb_uint(&frame, 3, 0);
+	pb_bytes(&frame, 4, ev.b, ev.n);
+	pb_uint(&frame, 5, 0);
+	hand_envelope(&env, 1, 3, key_a, frame.b, frame.n);
+	assert_int_equal(syncf_open(env.b, env.n, SYNC_FRAME_MAX, f->kr, &m,
+	    &why), 0);
+	assert_int_equal(m.events[0].u.sw.phase, SYNC_SWITCH_REQUEST);
+	assert_int_equal(m.events[0].u.sw.ngroups, 2);
+	assert_int_equal(m.events[0].u.sw.groups[1], 2);
+	assert_string_equal(m.events[0].u.sw.reason, "SIGTERM");
+	syncf_msg_clear(&m);
+}
+
 /* Several messages append to one buffer, each with its own prefix. */
 static void
 test_stream_of_messages(void **state)
@@ -765,6 +894,37 @@ test_invalid_events(void **state)
 	expect_invalid(&ev);
 	ev.type = SYNC_EV_COUNT;
 	expect_invalid(&ev);
+
+	sample_switch(&good, 3);
+	assert_true(syncf_event_valid(&good));
+	ev = good;
+	ev.u.sw.id = 0;
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.ngroups = SYNC_SWITCH_GROUPS_MAX + 1;
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.phase = SYNC_SWITCH_COUNT;
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.reason[3] = '\n';
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.reason[0] = '\x1b';                /* an escape sequence */
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.reason[0] = '\x7f';
+	expect_invalid(&ev);
+	ev = good;
+	ev.u.sw.reason[0] = (char)0xc3;           /* not ASCII */
+	expect_invalid(&ev);
+	ev = good;
+	memset(ev.u.sw.reason, 'r', sizeof(ev.u.sw.reason));
+	expect_invalid(&ev);                      /* not terminated */
+	ev = good;
+	ev.u.sw.reason[0] = '\0';                 /* may be empty */
+	ev.u.sw.ngroups = 0;
+	assert_true(syncf_event_valid(&ev));
 }
 
 static void
@@ -1052,6 +1212,66 @@ test_drop_bad_payloads(void **state)
 	seal_raw(f, WIRE_MSG_SYNC_FRAME, p.b, p.n, buf, sizeof(buf), &len);
 	expect_drop(f, buf, len, SYNC_FRAME_MAX, SYNC_DROP_OVERSIZED, true);
 
+	/* Switchovers: authentic but not what version 1 sends. */
+	{
+		static const struct {
+			uint64_t phase, id;
+			int no_last_frame;
+			size_t ngroups;
+			const char *reason;
+			enum sync_drop want;      /* COUNT: accepted */
+		} bad[] = {
+			/* the control: the same construction, valid */
+			{ 3, 1, 0, SYNC_SWITCH_GROUPS_MAX, "a b", SYNC_DROP_COUNT },
+			{ 4, 1, 0, 0, NULL, SYNC_DROP_GARBAGE },   /* phase */
+			{ 1, 0, 0, 0, NULL, SYNC_DROP_GARBAGE },   /* id 0 */
+			{ 1, 1, 1, 0, NULL, SYNC_DROP_GARBAGE },   /* no last_frame */
+			{ 1, 1, 0, 0, "a\tb", SYNC_DROP_GARBAGE },
+			{ 1, 1, 0, 0, "0123456789012345678901234567890123456789"
+			    "012345678901234567890123", SYNC_DROP_GARBAGE }, /* 64 */
+			{ 1, 1, 0, SYNC_SWITCH_GROUPS_MAX + 1, NULL,
+			    SYNC_DROP_OVERSIZED },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			sub.n = 0;
+			pb_uint(&sub, 1, bad[i].phase);
+			pb_uint(&sub, 2, bad[i].id);
+			if (!bad[i].no_last_frame)
+				pb_uint(&sub, 3, 0);
+			for (size_t g = 0; g < bad[i].ngroups; g++)
+				pb_uint(&sub, 4, g);
+			if (bad[i].reason != NULL)
+				pb_bytes(&sub, 5, bad[i].reason,
+				    strlen(bad[i].reason));
+			pb_uint(&sub, 6, 0);
+			pb_uint(&sub, 7, 0);
+			ev.n = 0;
+			pb_bytes(&ev, 7, sub.b, sub.n);
+			p.n = 0;
+			pb_uint(&p, 1, 1);
+			pb_uint(&p, 2, 1);
+			pb_uint(&p, 3, 0);
+			pb_uint(&p, 5, 0);
+			pb_bytes(&p, 4, ev.b, ev.n);
+			seal_raw(f, WIRE_MSG_SYNC_FRAME, p.b, p.n, buf,
+			    sizeof(buf), &len);
+			if (bad[i].want == SYNC_DROP_COUNT) {
+				struct sync_msg m;
+				enum sync_drop why;
+
+				assert_int_equal(syncf_open(buf, len,
+				    SYNC_FRAME_MAX, f->kr, &m, &why), 0);
+				assert_int_equal(m.events[0].u.sw.phase,
+				    SYNC_SWITCH_ABORT);
+				syncf_msg_clear(&m);
+				continue;
+			}
+			expect_drop(f, buf, len, SYNC_FRAME_MAX, bad[i].want,
+			    true);
+		}
+	}
+
 	/* A hello without its nonce. */
 	p.n = 0;
 	pb_bytes(&p, 1, "lb2", 3);
@@ -1104,7 +1324,7 @@ static void
 test_alloc_failures(void **state)
 {
 	struct fx *f = *state;
-	struct sync_event evs[3];
+	struct sync_event evs[4];
 	struct sync_frame_hdr h = { .epoch = 1, .seq = 1 };
 	struct sync_buf out = { 0 };
 	long at;
@@ -1112,8 +1332,9 @@ test_alloc_failures(void **state)
 	sample_conn(&evs[0], 1, AF_INET, 1, 1);
 	sample_conn(&evs[1], 2, AF_INET6, 1, 1);
 	sample_update(&evs[2], 1);
+	sample_switch(&evs[3], 4);     /* protobuf-c allocates groups and reason */
 	alloc_wrapped = 0;
-	seal_events(f, &out, &h, evs, 3);
+	seal_events(f, &out, &h, evs, 4);
 	if (!alloc_wrapped)
 		skip();
 
@@ -1129,7 +1350,7 @@ test_alloc_failures(void **state)
 		    f->kr, &m, &why);
 		alloc_fail_at = -1;
 		if (ret == 0) {
-			assert_int_equal(m.nevents, 3);
+			assert_int_equal(m.nevents, 4);
 			syncf_msg_clear(&m);
 			break;
 		}
@@ -1146,10 +1367,10 @@ test_alloc_failures(void **state)
 
 		alloc_count = 0;
 		alloc_fail_at = at;
-		for (size_t i = 0; i < 3 && ret == 0; i++)
+		for (size_t i = 0; i < 4 && ret == 0; i++)
 			ret = syncf_event_append(&b, &evs[i]);
 		if (ret == 0)
-			ret = syncf_frame_seal(&o, &h, b.data, b.len, 3, f->kr);
+			ret = syncf_frame_seal(&o, &h, b.data, b.len, 4, f->kr);
 		alloc_fail_at = -1;
 		syncf_buf_free(&b);
 		if (ret == 0) {
@@ -1170,6 +1391,12 @@ test_names(void **state)
 {
 	assert_string_equal(sync_ev_name(SYNC_EV_UPDATE), "update");
 	assert_string_equal(sync_ev_name(SYNC_EV_COUNT), "?");
+	assert_string_equal(sync_ev_name(SYNC_EV_SWITCH), "switch");
+	assert_string_equal(sync_switch_phase_name(SYNC_SWITCH_REQUEST), "request");
+	assert_string_equal(sync_switch_phase_name(SYNC_SWITCH_FROZEN), "frozen");
+	assert_string_equal(sync_switch_phase_name(SYNC_SWITCH_DONE), "done");
+	assert_string_equal(sync_switch_phase_name(SYNC_SWITCH_ABORT), "abort");
+	assert_string_equal(sync_switch_phase_name(SYNC_SWITCH_COUNT), "?");
 	assert_string_equal(sync_drop_name(SYNC_DROP_OUT_OF_ORDER), "out_of_order");
 	assert_string_equal(sync_drop_name(SYNC_DROP_COUNT), "?");
 	assert_string_equal(sync_drop_desc(SYNC_DROP_REPLAY),
@@ -1187,6 +1414,8 @@ main(void)
 		T(test_frame_roundtrip),
 		T(test_pure_ack_roundtrip),
 		T(test_hello_roundtrip),
+		T(test_switch_roundtrip),
+		T(test_hand_built_switch),
 		T(test_stream_of_messages),
 		T(test_hand_built_frame),
 		cmocka_unit_test(test_invalid_events),
