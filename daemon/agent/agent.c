@@ -314,6 +314,9 @@ agent_vip_cb(struct vip_set *set, const struct vip_event *ev, void *arg)
 		vg->up_latency_us = ev->latency_us;
 		log_info("vrrp %s: VIPs up on %s, %.1f ms after the request",
 		    vg->cfg->name, vip_ifname(set), (double)ev->latency_us / 1e3);
+		if (vg->a->hooks.vips_up != NULL &&
+		    vg->a->hooks.vips_up(vg->a->hooks_arg, (size_t)(vg - vg->a->vgs)))
+			break;   /* the hook announces when the sessions are back */
 		agent_vips_up(vg->fsm, agent_clock());
 		agent_rearm_all(vg->a);
 		break;
@@ -321,6 +324,8 @@ agent_vip_cb(struct vip_set *set, const struct vip_event *ev, void *arg)
 		vg->down_latency_us = ev->latency_us;
 		log_info("vrrp %s: VIPs removed from %s, %.1f ms after the request",
 		    vg->cfg->name, vip_ifname(set), (double)ev->latency_us / 1e3);
+		if (vg->a->hooks.vips_down != NULL)
+			vg->a->hooks.vips_down(vg->a->hooks_arg, (size_t)(vg - vg->a->vgs));
 		break;
 	case VIP_EV_LOST:
 		vg->lost++;
@@ -916,6 +921,8 @@ agent_crash_handler(int sig)
 		for (size_t i = 0; i < a->nvgs; i++)
 			if (a->vgs[i].vips != NULL)
 				vip_drop_signal_safe(a->vgs[i].vips);
+	if (a != NULL && a->hooks.crash != NULL)
+		a->hooks.crash(a->hooks_arg);
 	/* SA_RESETHAND put the default back: die of the same signal. */
 	raise(sig);
 }
@@ -1043,4 +1050,51 @@ agent_handover(struct agent *a, size_t i)
 	r = agent_switchover(a->vgs[i].fsm, agent_clock());
 	agent_rearm_all(a);
 	return r;
+}
+
+void
+agent_set_hooks(struct agent *a, const struct agent_hooks *h, void *arg)
+{
+	if (h == NULL) {
+		memset(&a->hooks, 0, sizeof(a->hooks));
+		a->hooks_arg = NULL;
+		return;
+	}
+	a->hooks = *h;
+	a->hooks_arg = arg;
+}
+
+void
+agent_vips_ready(struct agent *a, size_t i)
+{
+	if (a == NULL || i >= a->nvgs)
+		return;
+	agent_vips_up(a->vgs[i].fsm, agent_clock());
+	agent_rearm_all(a);
+}
+
+void
+agent_set_sync_ready_all(struct agent *a, bool ready)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->nvgs; i++)
+		agent_set_sync_ready(a->vgs[i].fsm, ready, agent_clock());
+	agent_rearm_all(a);
+}
+
+bool
+agent_is_master(const struct agent *a, size_t i)
+{
+	return a != NULL && i < a->nvgs && agent_state(a->vgs[i].fsm) == AGENT_MASTER;
+}
+
+void
+agent_sync_lost(struct agent *a)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->nvgs; i++)
+		agent_peer_silent(a->vgs[i].fsm, agent_clock());
+	agent_rearm_all(a);
 }

@@ -127,6 +127,8 @@ struct agent {
 	struct log_ratelimit rl_rx;
 	bool running;
 	bool stopped;
+	struct agent_hooks hooks;
+	void *hooks_arg;
 };
 
 /* agent.c */

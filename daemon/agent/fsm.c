@@ -425,6 +425,17 @@ agent_act_preempt_check(struct agent_group *g, const struct agent_input *in)
 	agent_preempt_check(g, in->now);
 }
 
+/* Take over after one interval of silence, unless already due sooner. */
+static void
+agent_act_peer_silent(struct agent_group *g, const struct agent_input *in)
+{
+	double when = in->now + agent_interval(g);
+
+	if (g->handover || g->deadline[AGENT_T_MASTER_DOWN] <= when)
+		return;
+	agent_arm(g, AGENT_T_MASTER_DOWN, when, in->now);
+}
+
 /* The handover's priority-0 adverts; a stray timer outside one does nothing. */
 static void
 agent_act_handover_advert(struct agent_group *g, const struct agent_input *in)
@@ -553,6 +564,7 @@ static const struct agent_edge agent_fsm[AGENT_STATE_COUNT][AGENT_EV_COUNT] = {
 	[AGENT_BACKUP][AGENT_EV_PRIO_CHANGE] = AGENT_DO(agent_act_preempt_check),
 	[AGENT_BACKUP][AGENT_EV_READY_CHANGE] = AGENT_DO(agent_act_preempt_check),
 	[AGENT_BACKUP][AGENT_EV_SYNC_MASTER] = AGENT_GO(AGENT_MASTER, NULL),
+	[AGENT_BACKUP][AGENT_EV_PEER_SILENT] = AGENT_DO(agent_act_peer_silent),
 
 	[AGENT_MASTER][AGENT_EV_SHUTDOWN] = AGENT_GO(AGENT_INIT, agent_act_advert_leaving),
 	[AGENT_MASTER][AGENT_EV_ADVERT_DUE] = AGENT_DO(agent_act_advert_periodic),
@@ -1034,6 +1046,13 @@ agent_set_sync_ready(struct agent_group *g, bool ready, double now)
 		agent_dispatch(g, AGENT_EV_READY_CHANGE, NULL,
 		    ready ? "sync ready" : "sync not ready", now);
 	}
+	agent_settle(g, NULL, now);
+}
+
+void
+agent_peer_silent(struct agent_group *g, double now)
+{
+	agent_dispatch(g, AGENT_EV_PEER_SILENT, NULL, NULL, now);
 	agent_settle(g, NULL, now);
 }
 

@@ -151,4 +151,39 @@ void agent_counters(const struct agent *a, struct agent_counters *out);
  */
 int agent_handover(struct agent *a, size_t i);
 
+/*
+ * Hooks for session sync (daemon/session), all on the main loop except
+ * crash. Any may be NULL.
+ *   vips_up    group i's VIPs are on the interface and nothing is announced
+ *              yet. Returning true takes the announce over: the hook calls
+ *              agent_vips_ready(a, i) once the sessions are rebuilt (GARP
+ *              after the sockets exist, so no client is answered by a RST).
+ *   vips_down  group i's VIPs are gone (released): its sockets are frozen.
+ *   crash      inside the fatal-signal handler, after every VIP was dropped:
+ *              async-signal-safe calls only.
+ */
+struct agent_hooks {
+	bool (*vips_up)(void *arg, size_t group);
+	void (*vips_down)(void *arg, size_t group);
+	void (*crash)(void *arg);
+};
+
+/* Set (or with h NULL clear) the hooks; h is copied. */
+void agent_set_hooks(struct agent *a, const struct agent_hooks *h, void *arg);
+
+/* Announce group i's VIPs now (after a vips_up hook returned true). */
+void agent_vips_ready(struct agent *a, size_t i);
+
+/*
+ * Allow or forbid preemption for every group: a node whose session table is
+ * not complete yet would reset every connection the current master holds.
+ */
+void agent_set_sync_ready_all(struct agent *a, bool ready);
+
+/* The peer's sync channel closed: agent_peer_silent() for every group. */
+void agent_sync_lost(struct agent *a);
+
+/* Is group i MASTER now? false when out of range. */
+bool agent_is_master(const struct agent *a, size_t i);
+
 #endif

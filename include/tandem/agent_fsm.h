@@ -160,7 +160,8 @@ _Static_assert(AGENT_INIT == 0, "AGENT_INIT must be 0");
 	X(VIPS_UP, "vips up")                /* agent_vips_up */                    \
 	X(SWITCHOVER, "switchover")          /* agent_switchover */                 \
 	X(SYNC_MASTER, "sync group master")  /* a sync-group member became MASTER */\
-	X(SYNC_BACKUP, "sync group backup")  /* a member went MASTER→BACKUP */
+	X(SYNC_BACKUP, "sync group backup")  /* a member went MASTER→BACKUP */\
+	X(PEER_SILENT, "sync channel lost")  /* agent_peer_silent */
 
 #define AGENT_EVENT_ENUM_(sym, why) AGENT_EV_##sym,
 enum agent_event {
@@ -316,6 +317,15 @@ void agent_set_decrement(struct agent_group *g, unsigned decrement,
 
 /* The bulk state sync is complete (true) or was lost (false). Gates preemption only. */
 void agent_set_sync_ready(struct agent_group *g, bool ready, double now);
+
+/*
+ * The peer's session-sync connection closed: a crashed daemon's kernel
+ * closes it at once, long before its adverts are missed. A BACKUP then
+ * takes over if no advert arrives within one advert interval (instead of
+ * Master_Down_Interval); any advert re-arms the full interval as usual, so
+ * a sync link failure alone moves nothing.
+ */
+void agent_peer_silent(struct agent_group *g, double now);
 
 /*
  * Deliver ev as if its source had raised it, bypassing the checks of the

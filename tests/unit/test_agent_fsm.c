@@ -291,6 +291,7 @@ static const struct cell expect[AGENT_STATE_COUNT][AGENT_EV_COUNT] = {
 	[AGENT_BACKUP][AGENT_EV_READY_CHANGE] = C(AGENT_BACKUP, ""),
 	[AGENT_BACKUP][AGENT_EV_SYNC_MASTER] =
 	    C(AGENT_MASTER, "take advert(100) notify(BACKUP>MASTER) "),
+	[AGENT_BACKUP][AGENT_EV_PEER_SILENT] = C(AGENT_BACKUP, ""),
 
 	[AGENT_MASTER][AGENT_EV_SHUTDOWN] =
 	    C(AGENT_INIT, "advert(0) release notify(MASTER>INIT) "),
@@ -405,6 +406,36 @@ test_inject_checks(void **state)
 }
 
 /* ---- timers ----------------------------------------------------------- */
+
+/* The peer's sync channel closed: one silent interval is enough; adverts still count. */
+static void
+test_peer_silent(void **state)
+{
+	struct agent_cfg c = cfg_make(100, US);
+	struct rec r;
+	struct agent_group *g = mk(&c, &r);
+
+	agent_start(g, 0);
+	rx(g, 200, "198.18.0.2", 1.0);
+	assert_true(agent_next_deadline(g) > 4.0);
+	agent_peer_silent(g, 1.5);
+	assert_time(agent_next_deadline(g), 2.5);
+	/* the master is alive after all: the full interval again */
+	rx(g, 200, "198.18.0.2", 2.0);
+	assert_true(agent_next_deadline(g) > 4.0);
+	agent_peer_silent(g, 2.2);
+	rec_clear(&r);
+	agent_poll(g, 3.2);
+	assert_state(g, AGENT_MASTER);
+	/* never later than already due */
+	agent_group_free(g);
+	g = mk(&c, &r);
+	agent_start(g, 0);
+	agent_peer_silent(g, 3.5);
+	assert_time(agent_next_deadline(g), 3.609375);
+	agent_group_free(g);
+	(void)state;
+}
 
 static void
 test_startup_takeover(void **state)
@@ -1456,6 +1487,7 @@ main(void)
 		cmocka_unit_test(test_every_cell),
 		cmocka_unit_test(test_inject_checks),
 		cmocka_unit_test(test_startup_takeover),
+		cmocka_unit_test(test_peer_silent),
 		cmocka_unit_test(test_backup_follows_master),
 		cmocka_unit_test(test_prio0_takeover_after_skew),
 		cmocka_unit_test(test_prio0_sole_backup_takes_over_at_once),
