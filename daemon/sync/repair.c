@@ -470,6 +470,44 @@ repair_addr_len(const union repair_addr *a)
  * real restore (one window probe) or TCP_REPAIR_OFF_NO_WP for the reset's
  * throw-away socket. The send queue is written only when leaving with a probe.
  */
+/*
+ * Leave repair mode on out->fd (leave: TCP_REPAIR_OFF sends a window probe,
+ * TCP_REPAIR_OFF_NO_WP does not), then the socket options and, with a probe,
+ * the send queue as normal data. On failure the socket is closed silently
+ * and out->fd is -1.
+ */
+static int
+repair_leave(const struct repair_sock *rs, const struct repair_restore_opts *opts,
+    int leave, struct repair_restored *out)
+{
+	int fd = out->fd, ret;
+
+	out->sndq_sent = 0;
+	out->failed = REPAIR_STEP_REPAIR_OFF;
+	if ((ret = repair_setopt(fd, SOL_TCP, TCP_REPAIR, leave)) < 0)
+		goto close_fd;
+	/* Out of repair mode from here: a failure must close silently. */
+	out->failed = REPAIR_STEP_SOCKOPTS;
+	if (opts->nodelay && (ret = repair_setopt(fd, SOL_TCP, TCP_NODELAY, 1)) < 0)
+		goto close_silently;
+	out->failed = REPAIR_STEP_SEND_QUEUE;
+	if (leave == TCP_REPAIR_OFF && rs->sndq_len > 0 &&
+	    (ret = repair_send_sndq(fd, rs->sndq, rs->sndq_len, &out->sndq_sent)) < 0)
+		goto close_silently;
+	out->failed = REPAIR_STEP_NONE;
+	return 0;
+
+close_silently:
+	if (repair_close_silently(fd) == 0)
+		goto gone;
+close_fd:
+	(void)close(fd);   /* still in repair mode: nothing on the wire */
+gone:
+	out->fd = -1;
+	out->sndq_sent = 0;
+	return ret;
+}
+
 static int
 repair_build(const struct repair_sock *rs, const struct repair_restore_opts *opts,
     int leave, struct repair_restored *out)
@@ -557,26 +595,15 @@ repair_build(const struct repair_sock *rs, const struct repair_restore_opts *opt
 		ret = -errno;
 		goto close_fd;
 	}
-	step = REPAIR_STEP_REPAIR_OFF;
-	if ((ret = repair_setopt(fd, SOL_TCP, TCP_REPAIR, leave)) < 0)
-		goto close_fd;
-
-	/* Out of repair mode from here: a failure must close silently. */
-	step = REPAIR_STEP_SOCKOPTS;
-	if (opts->nodelay && (ret = repair_setopt(fd, SOL_TCP, TCP_NODELAY, 1)) < 0)
-		goto close_silently;
-	step = REPAIR_STEP_SEND_QUEUE;
-	if (leave == TCP_REPAIR_OFF && rs->sndq_len > 0 &&
-	    (ret = repair_send_sndq(fd, rs->sndq, rs->sndq_len, &out->sndq_sent)) < 0)
-		goto close_silently;
-
+	if (leave == TCP_REPAIR_ON) {
+		/* repair_restore_finish() leaves, once every socket of a takeover exists. */
+		out->fd = fd;
+		out->failed = REPAIR_STEP_NONE;
+		return 0;
+	}
 	out->fd = fd;
-	out->failed = REPAIR_STEP_NONE;
-	return 0;
+	return repair_leave(rs, opts, leave, out);
 
-close_silently:
-	if (repair_close_silently(fd) == 0)
-		goto fail;
 close_fd:
 	(void)close(fd);   /* still in repair mode: nothing on the wire */
 fail:
@@ -592,7 +619,17 @@ int
 repair_restore(const struct repair_sock *rs, const struct repair_restore_opts *opts,
     struct repair_restored *out)
 {
-	return repair_build(rs, opts != NULL ? opts : &repair_opts_default, TCP_REPAIR_OFF, out);
+	const struct repair_restore_opts *o = opts != NULL ? opts : &repair_opts_default;
+
+	return repair_build(rs, o, o->stay_in_repair ? TCP_REPAIR_ON : TCP_REPAIR_OFF, out);
+}
+
+int
+repair_restore_finish(const struct repair_sock *rs,
+    const struct repair_restore_opts *opts, struct repair_restored *out)
+{
+	return repair_leave(rs, opts != NULL ? opts : &repair_opts_default,
+	    TCP_REPAIR_OFF, out);
 }
 
 int

@@ -63,6 +63,7 @@ struct watch_entry {
 	uint32_t peer_seq;
 	uint32_t peer_ack;
 	bool seen;
+	bool ack_ok;          /* an ACK within [ack_lo, ack_hi] was seen */
 	bool hole;
 	enum repair_verdict_kind verdict;
 	enum repair_reason reason;
@@ -503,9 +504,16 @@ watch_judge(struct repair_watch *w, struct watch_entry *e, const struct watch_se
 		watch_decide(w, e, REPAIR_VERDICT_GONE, REPAIR_REASON_PEER_RST, now_ms);
 		return;
 	}
-	if (s->flags & TCP_FL_ACK) {
-		e->peer_ack = s->ack;
-		if (!repair_seq_between(s->ack, e->ack_lo, e->ack_hi)) {
+	/*
+	 * Only until one ACK fell in range: after that the relay sends new data
+	 * (a restored peer echoing its retransmitted bytes, say), and the
+	 * peer's later ACKs rightly pass ack_hi.
+	 */
+	if (s->flags & TCP_FL_ACK)
+		e->peer_ack = s->ack;   /* the latest: what a reset must carry */
+	if ((s->flags & TCP_FL_ACK) && !e->ack_ok) {
+		e->ack_ok = repair_seq_between(s->ack, e->ack_lo, e->ack_hi);
+		if (!e->ack_ok) {
 			watch_decide(w, e, REPAIR_VERDICT_STALE,
 			    repair_seq_before(s->ack, e->ack_lo) ?
 			    REPAIR_REASON_ACK_BELOW : REPAIR_REASON_ACK_BEYOND, now_ms);

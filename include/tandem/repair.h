@@ -244,12 +244,20 @@ struct repair_restore_opts {
 	uint64_t now_ms;       /* CLOCK_REALTIME in ms for the timestamp; 0 = read the clock */
 	uint32_t ts_margin_ms; /* see repair_ts_value() */
 	bool nodelay;          /* set TCP_NODELAY on the rebuilt socket */
+	/*
+	 * Return the socket still in repair mode (silent); repair_restore_finish()
+	 * brings it to life. A takeover builds every socket first: the first
+	 * packet a rebuilt socket sends makes its peer (and, through our ARP
+	 * request, every host) send to this node, whose kernel would answer a
+	 * connection not rebuilt yet with a RST.
+	 */
+	bool stay_in_repair;
 };
 
 /* Covers NTP-synced clocks with room to spare; a TSval ahead of time is harmless. */
 #define REPAIR_TS_MARGIN_MS 1000u
 #define REPAIR_RESTORE_OPTS_DEFAULT { .now_ms = 0, .ts_margin_ms = REPAIR_TS_MARGIN_MS, \
-	.nodelay = false }
+	.nodelay = false, .stay_in_repair = false }
 
 struct repair_restored {
 	int fd;                   /* non-blocking, close-on-exec, ESTABLISHED; -1 on error */
@@ -279,6 +287,15 @@ struct repair_restored {
  * out->failed naming the step; nothing is left open on error.
  */
 int repair_restore(const struct repair_sock *rs,
+    const struct repair_restore_opts *opts, struct repair_restored *out);
+
+/*
+ * Second half of a repair_restore() with opts->stay_in_repair: leave repair
+ * mode (one window probe) and write rs's send queue as normal data; out->fd
+ * is the socket repair_restore() returned. On failure it is closed silently
+ * and out->fd is -1. Returns 0 or -errno (out->failed names the step).
+ */
+int repair_restore_finish(const struct repair_sock *rs,
     const struct repair_restore_opts *opts, struct repair_restored *out);
 
 /*
