@@ -27,9 +27,6 @@
 
 #define PROXY_FREE_BUFS_MAX 256   /* buffers a worker keeps for reuse */
 
-static void proxy_conn_update(struct proxy_conn *c);
-static void proxy_conn_connect_next(struct proxy_conn *c);
-
 static struct proxy_buf *
 proxy_buf_get(struct proxy_worker *w)
 {
@@ -42,6 +39,7 @@ proxy_buf_get(struct proxy_worker *w)
 		b = malloc(sizeof(*b) + w->bufsize);
 		if (b == NULL)
 			return NULL;
+		b->cap = w->bufsize;
 	}
 	b->next = NULL;
 	b->off = 0;
@@ -49,12 +47,26 @@ proxy_buf_get(struct proxy_worker *w)
 	return b;
 }
 
-static void
+struct proxy_buf *
+proxy_buf_sized(size_t cap)
+{
+	struct proxy_buf *b = malloc(sizeof(*b) + cap);
+
+	if (b == NULL)
+		return NULL;
+	b->next = NULL;
+	b->off = 0;
+	b->len = 0;
+	b->cap = cap;
+	return b;
+}
+
+void
 proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b)
 {
 	if (b == NULL)
 		return;
-	if (w->nfree_bufs >= PROXY_FREE_BUFS_MAX) {
+	if (w->nfree_bufs >= PROXY_FREE_BUFS_MAX || b->cap != w->bufsize) {
 		free(b);
 		return;
 	}
@@ -136,11 +148,11 @@ proxy_io_want(struct ev_loop *loop, ev_io *io, int fd, int events)
 static bool
 proxy_dir_can_read(const struct proxy_conn *c, enum proxy_dir d)
 {
-	return !c->dir[d].eof && c->dir[d].buf == NULL;
+	return !c->dir[d].eof && c->dir[d].buf == NULL && !c->held;
 }
 
 /* The one place that decides what each socket waits for (STYLE rule 21). */
-static void
+void
 proxy_conn_update(struct proxy_conn *c)
 {
 	struct ev_loop *loop = c->w->loop;
@@ -173,6 +185,8 @@ proxy_conn_count_bytes(struct proxy_conn *c, enum proxy_dir d, size_t n)
 	struct bal_stats *ss = &c->fe->pool->servers[c->server].stats;
 
 	c->dir[d].bytes += n;
+	if (c->sync != NULL)
+		psync_conn_dirty(c);
 	if (d == PROXY_C2S) {
 		atomic_fetch_add_explicit(&fs->bytes_in, n, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ss->bytes_out, n, memory_order_relaxed);
@@ -183,7 +197,7 @@ proxy_conn_count_bytes(struct proxy_conn *c, enum proxy_dir d, size_t n)
 }
 
 /* After the reader's FIN and an empty buffer: forward the FIN. */
-static void
+void
 proxy_dir_forward_fin(struct proxy_conn *c, enum proxy_dir d)
 {
 	struct proxy_dir_state *ds = &c->dir[d];
@@ -219,6 +233,8 @@ proxy_dir_flush(struct proxy_conn *c, enum proxy_dir d)
 			return -1;
 		}
 		b->off += (size_t)n;
+		if (c->sync != NULL)
+			psync_conn_dirty(c);
 		c->last_activity = now;
 		/* Progress restarts the writer's stall clock. */
 		proxy_stall_set(c, d, now);
@@ -258,6 +274,8 @@ proxy_dir_read_once(struct proxy_conn *c, enum proxy_dir d)
 	if (n == 0) {
 		proxy_buf_put(c->w, b);
 		ds->eof = true;
+		if (c->sync != NULL)
+			psync_conn_eof(c);
 		proxy_dir_forward_fin(c, d);
 		return 0;
 	}
@@ -332,6 +350,9 @@ proxy_connected(struct proxy_conn *c)
 	    memory_order_relaxed);
 	bal_observe_connect(pool, (size_t)c->server, us);
 	c->last_activity = ev_now(c->w->loop);
+	/* Snapshot before the early bytes go out: their count is the base. */
+	if (c->w->sync != NULL)
+		psync_conn_start(c);
 	/* Bytes the client sent while we connected, and a FIN it sent. */
 	if (c->dir[PROXY_C2S].buf != NULL) {
 		if (proxy_dir_flush(c, PROXY_C2S) == -1) {
@@ -363,7 +384,7 @@ proxy_connect_failed(struct proxy_conn *c, int err)
 	c->sfd = -1;
 	bal_conn_end(pool, (size_t)c->server);
 	c->server = -1;
-	proxy_conn_connect_next(c);
+	(void)proxy_conn_connect_next(c);
 }
 
 static void
@@ -485,7 +506,7 @@ fail:
 	return proxy_sock_fail(fd);
 }
 
-static void
+int
 proxy_conn_connect_next(struct proxy_conn *c)
 {
 	struct proxy_frontend *fe = c->fe;
@@ -534,27 +555,23 @@ proxy_conn_connect_next(struct proxy_conn *c)
 		c->sio.data = c;
 		c->phase = PROXY_CONNECTING;
 		proxy_conn_update(c);
-		return;
+		return 0;
 	}
 	atomic_fetch_add_explicit(&fe->stats.no_server, 1, memory_order_relaxed);
 	proxy_conn_close(c, true, "no server available");
+	return -EHOSTUNREACH;
 }
 
-void
-proxy_conn_accepted(struct proxy_worker *w, struct proxy_frontend *fe,
-    size_t fe_idx, int fd, const struct sockaddr_storage *ss, socklen_t len)
+struct proxy_conn *
+proxy_conn_new(struct proxy_worker *w, struct proxy_frontend *fe, int fd,
+    const struct sockaddr_storage *ss, socklen_t len)
 {
 	struct proxy_conn *c;
 	int one = 1;
 
-	(void)fe_idx;
 	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		log_warnx("frontend %s: out of memory, dropping a client", fe->cfg->name);
-		close(fd);
-		atomic_fetch_sub_explicit(&fe->active, 1, memory_order_relaxed);
-		return;
-	}
+	if (c == NULL)
+		return NULL;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
 	c->fe = fe;
@@ -577,23 +594,25 @@ proxy_conn_accepted(struct proxy_worker *w, struct proxy_frontend *fe,
 		w->conns->prev = c;
 	w->conns = c;
 	atomic_fetch_add_explicit(&w->nconns, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&fe->stats.conns_total, 1, memory_order_relaxed);
-
-	proxy_conn_connect_next(c);
+	return c;
 }
 
-static void
-proxy_close_fd(int fd, bool reset)
+void
+proxy_conn_accepted(struct proxy_worker *w, struct proxy_frontend *fe,
+    size_t fe_idx, int fd, const struct sockaddr_storage *ss, socklen_t len)
 {
-	if (fd == -1)
-		return;
-	if (reset) {
-		/* SO_LINGER 0: the peer gets a RST, so it learns of the failure now. */
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct proxy_conn *c;
 
-		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	(void)fe_idx;
+	c = proxy_conn_new(w, fe, fd, ss, len);
+	if (c == NULL) {
+		log_warnx("frontend %s: out of memory, dropping a client", fe->cfg->name);
+		close(fd);
+		atomic_fetch_sub_explicit(&fe->active, 1, memory_order_relaxed);
+		return;
 	}
-	close(fd);
+	atomic_fetch_add_explicit(&fe->stats.conns_total, 1, memory_order_relaxed);
+	(void)proxy_conn_connect_next(c);
 }
 
 /*
@@ -611,8 +630,11 @@ proxy_conn_close(struct proxy_conn *c, bool reset, const char *why)
 	ev_io_stop(w->loop, &c->cio);
 	ev_io_stop(w->loop, &c->sio);
 	ev_timer_stop(w->loop, &c->timer);
-	proxy_close_fd(c->cfd, reset);
-	proxy_close_fd(c->sfd, reset);
+	/* Before the fds go: their numbers may be reused at once. */
+	if (c->sync != NULL)
+		psync_conn_closed(c);
+	proxy_sock_close(c->cfd, reset);
+	proxy_sock_close(c->sfd, reset);
 	if (c->server >= 0)
 		bal_conn_end(fe->pool, (size_t)c->server);
 	for (int d = 0; d < PROXY_DIR_COUNT; d++)

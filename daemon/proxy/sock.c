@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int
@@ -22,4 +23,18 @@ proxy_sock_fail(int fd)
 
 	close(fd);
 	return -e;
+}
+
+void
+proxy_sock_close(int fd, bool reset)
+{
+	if (fd == -1)
+		return;
+	if (reset) {
+		/* SO_LINGER 0: the peer gets a RST, so it learns of the failure now. */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(fd);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <tandem/log.h>
+#include <tandem/session.h>
 
 #define PROXY_ACCEPT_BURST 64        /* accepts per readiness event, so one busy
                                         frontend cannot starve the others */
@@ -190,8 +191,10 @@ proxy_worker_release(struct proxy_worker *w)
 {
 	struct proxy_buf *b;
 
+	psync_shutdown(w->sync);
 	while (w->conns != NULL)
 		proxy_conn_close(w->conns, false, "shutdown");
+	psync_free(w->sync);
 	if (w->listeners != NULL) {
 		for (size_t i = 0; i < w->nfes; i++) {
 			struct proxy_listener *l = &w->listeners[i];
@@ -220,7 +223,8 @@ proxy_worker_release(struct proxy_worker *w)
 }
 
 struct proxy_worker *
-proxy_worker_new(unsigned id, struct proxy_frontend *fes, size_t nfes)
+proxy_worker_new(unsigned id, struct proxy_frontend *fes, size_t nfes,
+    const struct sess_worker_link *link)
 {
 	struct proxy_worker *w;
 
@@ -269,6 +273,15 @@ proxy_worker_new(unsigned id, struct proxy_frontend *fes, size_t nfes)
 		ev_timer_init(&l->resume, proxy_resume_cb, 0., 0.);
 		l->resume.data = l;
 		ev_io_start(w->loop, &l->io);
+	}
+	if (link != NULL && link->events != NULL) {
+		int r = psync_new(w, link);
+
+		if (r < 0) {
+			errno = -r;
+			log_warn("worker %u: session sync", id);
+			goto fail;
+		}
 	}
 	return w;
 fail:
