@@ -23,6 +23,7 @@
 #include <tandem/metrics.h>
 #include <tandem/nl.h>
 #include <tandem/proxy.h>
+#include <tandem/session.h>
 
 #ifndef TANDEM_VERSION
 #define TANDEM_VERSION "dev"
@@ -43,6 +44,8 @@ struct tandemd {
 
 	struct nl_ctx *nl;                /* with vrrp-groups only */
 	struct agent *agent;
+	struct sess *sess;                /* with a sync block only */
+	bool stopping;                    /* a handover before the exit is under way */
 
 	struct ctl_view view;
 	struct ctl *ctl;
@@ -62,15 +65,42 @@ usage(void)
 }
 
 static void
+tandemd_stop_now(struct tandemd *d)
+{
+	/* The peer hears priority 0 and takes over after Skew, not 3 intervals. */
+	agent_stop(d->agent);
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void
+tandemd_handover_done(void *arg, int result)
+{
+	struct tandemd *d = arg;
+
+	if (result < 0)
+		log_warnx("tandemd: handover before exit: %s", strerror(-result));
+	tandemd_stop_now(d);
+}
+
+static void
 tandemd_stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct tandemd *d = w->data;
 
 	(void)revents;
 	log_info("tandemd: signal %d, shutting down", w->signum);
-	/* The peer hears priority 0 and takes over after Skew, not 3 intervals. */
-	agent_stop(d->agent);
-	ev_break(loop, EVBREAK_ALL);
+	/*
+	 * shutdown-handover: the sessions go to the peer first (VIPs deleted,
+	 * sockets dumped and closed silently, final state acknowledged). A
+	 * second signal, or a handover that cannot start, stops at once.
+	 */
+	if (!d->stopping && d->cfg->sync.shutdown_handover &&
+	    sess_can_handover(d->sess) &&
+	    sess_switchover(d->sess, -1, tandemd_handover_done, d) == 0) {
+		d->stopping = true;
+		return;
+	}
+	tandemd_stop_now(d);
 }
 
 static void
@@ -126,6 +156,7 @@ tandemd_start_workers(struct tandemd *d)
 {
 	const struct cfg *cfg = d->cfg;
 	long ncpu;
+	int r;
 
 	d->nfes = cfg->nfrontends;
 	d->fes = calloc(d->nfes, sizeof(*d->fes));
@@ -142,17 +173,20 @@ tandemd_start_workers(struct tandemd *d)
 	d->workers = calloc(d->nworkers, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return -ENOMEM;
+	if ((r = sess_new(d->loop, cfg, d->fes, d->nfes, d->nworkers, &d->sess)) < 0)
+		return r;
 	for (unsigned i = 0; i < d->nworkers; i++) {
-		d->workers[i] = proxy_worker_new(i, d->fes, d->nfes);
+		struct sess_worker_link link;
+		bool linked = sess_worker_link(d->sess, i, &link) == 0;
+
+		d->workers[i] = proxy_worker_new(i, d->fes, d->nfes,
+		    linked ? &link : NULL);
 		if (d->workers[i] == NULL)
 			return -EADDRNOTAVAIL;
 	}
-	for (unsigned i = 0; i < d->nworkers; i++) {
-		int r = proxy_worker_start(d->workers[i]);
-
-		if (r < 0)
+	for (unsigned i = 0; i < d->nworkers; i++)
+		if ((r = proxy_worker_start(d->workers[i])) < 0)
 			return r;
-	}
 	return 0;
 }
 
@@ -182,13 +216,16 @@ tandemd_start_agent(struct tandemd *d)
 	int r;
 
 	if (d->cfg->nvrrp == 0)
-		return 0;
+		return sess_start(d->sess, NULL);
 	if ((r = nl_new(d->loop, 0, &d->nl)) < 0)
 		return r;
 	if ((r = agent_new(d->loop, d->nl, d->cfg, d->pools, d->npools,
 	    &d->agent)) < 0)
 		return r;
 	if ((r = agent_crash_guard(d->agent)) < 0)
+		return r;
+	/* Before the first election: the hooks and the preemption gate. */
+	if ((r = sess_start(d->sess, d->agent)) < 0)
 		return r;
 	agent_run(d->agent);
 	return 0;
@@ -207,6 +244,7 @@ tandemd_start_ctl(struct tandemd *d)
 	d->view.npools = d->npools;
 	d->view.workers = d->nworkers;
 	d->view.agent = d->agent;
+	d->view.sess = d->sess;
 	d->view.started = ev_time();
 	tandemd_mkdir_parent(node->control);
 	d->ctl = ctl_new(d->loop, node->control, &d->view);
@@ -228,12 +266,14 @@ tandemd_teardown(struct tandemd *d)
 	ctl_free(d->ctl);
 	/* Before the pools (track-backend reads them) and netlink. */
 	agent_stop(d->agent);
-	agent_free(d->agent);
-	nl_free(d->nl);
+	/* Workers before the session: they push into its rings until they stop. */
 	if (d->workers != NULL)
 		for (unsigned i = 0; i < d->nworkers; i++)
 			proxy_worker_stop_free(d->workers[i]);
 	free(d->workers);
+	sess_free(d->sess);
+	agent_free(d->agent);
+	nl_free(d->nl);
 	free(d->fes);
 	if (d->pools != NULL)
 		for (size_t i = 0; i < d->npools; i++) {

@@ -25,6 +25,8 @@
 #include <tandem/health.h>
 #include <tandem/log.h>
 #include <tandem/proxy.h>
+#include <tandem/session.h>
+#include <tandem/sync.h>
 
 /* ---- output buffer ---------------------------------------------------- */
 
@@ -778,15 +780,52 @@ ctl_agent_status(const struct ctl_view *v, struct ctl_buf *out)
 	ctl_buf_printf(out, "\n");
 }
 
-/* switchover [GROUP]: every MASTER group, or the one named. */
+/*
+ * Why a planned handover cannot take the sessions along now, for the line
+ * "sessions: not handed over: WHY". The checks mirror sess_can_handover().
+ */
+static const char *
+ctl_no_handover_why(const struct sess *s)
+{
+	struct sess_info si;
+
+	sess_get_info(s, &si);
+	if (si.handover_active)
+		return "a handover is already under way";
+	if (si.sync.state != SYNC_STATE_UP)
+		return "sync channel down";
+	if (!si.sync.peer.digest_match)
+		return "the peer's frontends/backends differ";
+	return "session sync cannot hand over now";
+}
+
+/*
+ * Append name to names, space-separated (the groups an answer lists); a name
+ * that does not fit is left out, the answer is only informative.
+ */
+static void
+ctl_add_name(char *names, size_t size, size_t *len, const char *name)
+{
+	if (*len < size)
+		*len += (size_t)snprintf(names + *len, size - *len, "%s%s",
+		    *len > 0 ? " " : "", name);
+}
+
+/*
+ * switchover [GROUP]: every MASTER group, or the one named. With session
+ * sync able to hand over, sess_switchover() does the whole dance (it runs
+ * the agent's switchover itself once the peer is ready); otherwise only the
+ * VIPs move, as without sync, and the answer says why the sessions stay.
+ */
 static void
 ctl_cmd_switchover(const struct ctl_view *v, double now, const char *arg,
     struct ctl_buf *out)
 {
-	size_t done = 0, n = agent_count(v->agent);
+	size_t masters = 0, done = 0, n = agent_count(v->agent);
 	char names[CTL_CELL_MAX] = "";
+	const char *why = NULL;
 	size_t len = 0;
-	int only = -1;
+	int only = -1, r;
 
 	if (v->agent == NULL) {
 		ctl_buf_printf(out, "error: no vrrp-group configured\n");
@@ -804,11 +843,42 @@ ctl_cmd_switchover(const struct ctl_view *v, double now, const char *arg,
 		if (agent_status(v->agent, i, &st) < 0 ||
 		    st.info.state != AGENT_MASTER)
 			continue;
+		masters++;
+		ctl_add_name(names, sizeof(names), &len, st.name);
+	}
+	if (masters == 0) {
+		ctl_buf_printf(out, "error: %s is not MASTER: nothing to hand over\n",
+		    arg != NULL ? arg : "no vrrp-group");
+		return;
+	}
+	if (v->sess != NULL) {
+		if (!sess_can_handover(v->sess))
+			why = ctl_no_handover_why(v->sess);
+		else if ((r = sess_switchover(v->sess, only, NULL, NULL)) == 0) {
+			log_info("ctl: switchover of vrrp-group %s with its sessions "
+			    "requested", names);
+			ctl_buf_printf(out, "ok\nhandover of sessions started (%s%s)\n"
+			    "handing over to the peer: %s\n",
+			    arg != NULL ? "group " : "every MASTER group",
+			    arg != NULL ? arg : "", names);
+			return;
+		} else
+			why = r == -EBUSY ? "a handover is already under way" :
+			    strerror(-r);
+	}
+	names[0] = '\0';
+	len = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct agent_status st;
+
+		if (only >= 0 && i != (size_t)only)
+			continue;
+		if (agent_status(v->agent, i, &st) < 0 ||
+		    st.info.state != AGENT_MASTER)
+			continue;
 		if (agent_handover(v->agent, i) == 0) {
 			done++;
-			if (len < sizeof(names))
-				len += (size_t)snprintf(names + len, sizeof(names) - len,
-				    "%s%s", len > 0 ? " " : "", st.name);
+			ctl_add_name(names, sizeof(names), &len, st.name);
 			log_info("ctl: switchover of vrrp-group %s requested", st.name);
 		}
 	}
@@ -818,6 +888,98 @@ ctl_cmd_switchover(const struct ctl_view *v, double now, const char *arg,
 		return;
 	}
 	ctl_buf_printf(out, "ok\nhanding over to the peer: %s\n", names);
+	if (why != NULL) {
+		ctl_buf_printf(out, "sessions: not handed over: %s\n", why);
+		log_warnx("ctl: switchover of vrrp-group %s without its sessions: %s",
+		    names, why);
+	}
+}
+
+/* ---- sync ------------------------------------------------------------- */
+
+static const char *const ctl_role_names[SYNC_ROLE_COUNT] = {
+	[SYNC_ROLE_STANDBY] = "standby",
+	[SYNC_ROLE_ACTIVE] = "active",
+};
+
+/*
+ * sync: one "key: value" line each, keys and word order fixed (scripts and
+ * the integration tests grep them). Names are safe to print as one word: the
+ * peer's comes from a hello that frame.c only accepts without blanks,
+ * quotes or control bytes.
+ */
+static void
+ctl_cmd_sync(const struct ctl_view *v, double now, const char *arg,
+    struct ctl_buf *out)
+{
+	const struct sync_stats *ss;
+	const struct sync_info *sy;
+	const struct sess_stats *st;
+	struct sess_info si;
+
+	ctl_buf_printf(out, "ok\n");
+	if (v->sess != NULL)
+		sess_get_info(v->sess, &si);
+	if (v->sess == NULL || !si.enabled) {
+		ctl_buf_printf(out, "sync: off\n");
+		return;
+	}
+	sy = &si.sync;
+	st = &si.stats;
+	ctl_buf_printf(out, "sync: %s\n", sync_state_name(sy->state));
+	if (sy->peer_known)
+		ctl_buf_printf(out, "peer: %s %s %s role %s boot %" PRIu64 "\n",
+		    sy->peer.name, sy->peer.addr,
+		    sy->peer.outgoing ? "outgoing" : "incoming",
+		    (unsigned)sy->peer.role < SYNC_ROLE_COUNT ?
+		    ctl_role_names[sy->peer.role] : "?", sy->peer.boot_epoch);
+	else
+		ctl_buf_printf(out, "peer: none\n");
+	if (!sy->peer_known)
+		ctl_buf_printf(out, "config-digest: unknown\n");
+	else if (sy->digest_match)
+		ctl_buf_printf(out, "config-digest: match\n");
+	else
+		ctl_buf_printf(out, "config-digest: MISMATCH\nwarning: the peer's "
+		    "frontends/backends differ: its sessions will not be restored\n");
+	ctl_buf_printf(out, "our-stream: epoch %" PRIu64 " sealed %" PRIu64
+	    " acked %" PRIu64 " behind %zu frames %zu bytes lag %" PRIu64 " ms\n",
+	    sy->tx_epoch, sy->tx_seq, sy->tx_acked, sy->unacked_frames,
+	    sy->queued_bytes, sy->lag_ms);
+	ctl_buf_printf(out, "peer-stream: epoch %" PRIu64 " applied %" PRIu64
+	    " bulk %s\n", sy->rx_epoch, sy->rx_seq,
+	    sy->bulk_receiving ? "receiving" : "complete");
+	ctl_buf_printf(out, "bulk-resyncs: %" PRIu64 "\n", sy->bulk_resyncs);
+	ctl_buf_printf(out, "shadow: %zu entries max %zu evicted %" PRIu64 "\n",
+	    si.shadow.entries, si.shadow.max_entries, si.shadow.evicted);
+	ctl_buf_printf(out, "local: %zu connections\n", si.local_entries);
+	ctl_buf_printf(out, "sync-ready: %s\n", si.sync_ready ? "yes" : "no");
+	ctl_buf_printf(out, "handover-in-progress: %s\n",
+	    si.handover_active ? "yes" : "no");
+	ctl_buf_printf(out, "takeovers: %" PRIu64 " restored %" PRIu64 " failed %"
+	    PRIu64 " stale-reset %" PRIu64 " stale-gone %" PRIu64 " stale-silent %"
+	    PRIu64 "\n", st->takeovers, st->restored, st->restore_failed,
+	    st->stale_reset, st->stale_gone, st->stale_silent);
+	if (st->last_takeover_wall > 0)
+		ctl_buf_printf(out, "last-takeover: restored %" PRIu64 " failed %"
+		    PRIu64 " duration %.3f ms ago %.0f s\n", st->last_restored,
+		    st->last_failed, (double)st->last_duration_us / 1e3,
+		    now > st->last_takeover_wall ? now - st->last_takeover_wall : 0.);
+	else
+		ctl_buf_printf(out, "last-takeover: none\n");
+	ctl_buf_printf(out, "handovers: sent %" PRIu64 " received %" PRIu64
+	    " frozen %" PRIu64 " freeze-failed %" PRIu64 "\n", st->handovers_sent,
+	    st->handovers_received, st->frozen, st->freeze_failed);
+	ss = sess_sync_stats(v->sess);
+	if (ss == NULL) {
+		ctl_buf_printf(out, "drops: unknown\n");
+		return;
+	}
+	ctl_buf_printf(out, "drops:");
+	for (int d = 0; d < SYNC_DROP_COUNT; d++)
+		ctl_buf_printf(out, " %s=%" PRIu64, sync_drop_name((enum sync_drop)d),
+		    ss->drops[d]);
+	ctl_buf_printf(out, "\n");
 }
 
 static void
@@ -1162,8 +1324,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "servers", NULL, "servers of every backend", ctl_cmd_servers },
 	{ "status", NULL, "node, uptime, frontends, backends, vrrp groups",
 	  ctl_cmd_status },
-	{ "switchover", "[GROUP]", "hand the MASTER group(s) over to the peer",
-	  ctl_cmd_switchover },
+	{ "switchover", "[GROUP]", "hand the MASTER group(s) over to the peer, "
+	  "with their sessions when sync can", ctl_cmd_switchover },
+	{ "sync", NULL, "session sync: channel, streams, shadow table, takeovers",
+	  ctl_cmd_sync },
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

@@ -20,6 +20,8 @@
 #include <tandem/health.h>
 #include <tandem/log.h>
 #include <tandem/proxy.h>
+#include <tandem/session.h>
+#include <tandem/sync.h>
 
 #define METRICS_CLIENT_TIMEOUT 5.0
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -554,6 +556,198 @@ metrics_render_vrrp(const struct ctl_view *v, struct ctl_buf *out)
 	    "track-script runs killed at their timeout.", c.script_killed);
 }
 
+/* ---- session sync ----------------------------------------------------- */
+
+static void
+metrics_node_gauge(struct ctl_buf *out, const char *name, const char *help,
+    uint64_t v)
+{
+	metrics_family(out, name, "gauge", help);
+	ctl_buf_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+/* One family with one label, a sample per (value, count) pair. */
+struct metrics_lv {
+	const char *val;
+	uint64_t n;
+};
+
+static void
+metrics_labelled(struct ctl_buf *out, const char *name, const char *type,
+    const char *help, const char *key, const struct metrics_lv *lv, size_t n)
+{
+	metrics_family(out, name, type, help);
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(out, "%s{", name);
+		metrics_label(out, key, lv[i].val, 1);
+		ctl_buf_printf(out, "} %" PRIu64 "\n", lv[i].n);
+	}
+}
+
+static const unsigned metrics_takeover_le_ms[] = SESS_DURATION_BUCKETS_MS;
+
+_Static_assert(METRICS_N(metrics_takeover_le_ms) + 1 ==
+    sizeof(((struct sess_stats *)0)->duration_le) / sizeof(uint64_t),
+    "sess_stats.duration_le: one bucket per bound, then +Inf");
+
+/*
+ * sess_stats.duration_le[] holds each bucket's own count; the exposition's
+ * buckets are cumulative. _count is the +Inf bucket, i.e. every takeover
+ * whose duration was recorded (the format wants the two equal;
+ * stats.takeovers is tandem_takeovers_total); _sum is duration_sum_us.
+ */
+static void
+metrics_takeover_histogram(struct ctl_buf *out, const struct sess_stats *st)
+{
+	const char *name = "tandem_takeover_duration_ms";
+	uint64_t cum = 0;
+
+	metrics_family(out, name, "histogram",
+	    "Takeover duration, VIPs up to every restored socket handed to a "
+	    "worker, in milliseconds.");
+	for (size_t b = 0; b < METRICS_N(metrics_takeover_le_ms); b++) {
+		cum += st->duration_le[b];
+		ctl_buf_printf(out, "%s_bucket{le=\"%u\"} %" PRIu64 "\n", name,
+		    metrics_takeover_le_ms[b], cum);
+	}
+	cum += st->duration_le[METRICS_N(metrics_takeover_le_ms)];
+	ctl_buf_printf(out, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+	ctl_buf_printf(out, "%s_sum %.3f\n", name, (double)st->duration_sum_us / 1e3);
+	ctl_buf_printf(out, "%s_count %" PRIu64 "\n", name, cum);
+}
+
+static void
+metrics_render_sync(const struct ctl_view *v, struct ctl_buf *out)
+{
+	const struct sync_stats *ss;
+	const struct sync_info *sy;
+	const struct sess_stats *st;
+	struct sess_info si;
+
+	if (v->sess == NULL)
+		return;
+	sess_get_info(v->sess, &si);
+	if (!si.enabled)
+		return;
+	sy = &si.sync;
+	st = &si.stats;
+	ss = sess_sync_stats(v->sess);
+
+	metrics_node_gauge(out, "tandem_sync_up",
+	    "1 while the sync channel to the peer is up (handshake done).",
+	    sy->state == SYNC_STATE_UP);
+	metrics_family(out, "tandem_sync_config_match", "gauge",
+	    "1 if the peer's frontends/backends digest equals ours; absent "
+	    "before the first handshake.");
+	if (sy->peer_known)
+		ctl_buf_printf(out, "tandem_sync_config_match %d\n",
+		    sy->digest_match ? 1 : 0);
+	metrics_node_gauge(out, "tandem_sync_lag_frames",
+	    "Frames of our stream not yet acknowledged by the peer.",
+	    sy->unacked_frames);
+	metrics_node_gauge(out, "tandem_sync_lag_ms",
+	    "Age of the oldest frame the peer has not acknowledged, in milliseconds.",
+	    sy->lag_ms);
+	metrics_node_gauge(out, "tandem_sync_queued_bytes",
+	    "Bytes in the retransmit queue.", sy->queued_bytes);
+	metrics_node_gauge(out, "tandem_sync_shadow_entries",
+	    "The peer's connections in the shadow table.", si.shadow.entries);
+	metrics_node_gauge(out, "tandem_sync_shadow_max_entries",
+	    "Bound of the shadow table.", si.shadow.max_entries);
+	metrics_node_counter(out, "tandem_sync_shadow_evicted_total",
+	    "Shadow entries evicted at the bound.", si.shadow.evicted);
+	metrics_node_gauge(out, "tandem_sync_local_entries",
+	    "Our own connections known to the sync (sent in a snapshot).",
+	    si.local_entries);
+	metrics_node_gauge(out, "tandem_sync_ready",
+	    "1 once the peer's first snapshot arrived (the node may preempt).",
+	    si.sync_ready);
+	metrics_node_gauge(out, "tandem_sync_handover_active",
+	    "1 while a planned handover is under way (either side).",
+	    si.handover_active);
+	metrics_node_counter(out, "tandem_sync_bulk_resyncs_total",
+	    "New streams of ours, each starting with a full snapshot.",
+	    sy->bulk_resyncs);
+	if (ss != NULL) {
+		const struct metrics_lv frames[] = {
+			{ "in", ss->frames_in }, { "out", ss->frames_out },
+		};
+		const struct metrics_lv events[] = {
+			{ "in", ss->events_in }, { "out", ss->events_out },
+		};
+		struct metrics_lv drops[SYNC_DROP_COUNT];
+
+		for (int d = 0; d < SYNC_DROP_COUNT; d++) {
+			drops[d].val = sync_drop_name((enum sync_drop)d);
+			drops[d].n = ss->drops[d];
+		}
+		metrics_labelled(out, "tandem_sync_frames_total", "counter",
+		    "Numbered frames: in, received and applied; out, sealed.",
+		    "dir", frames, METRICS_N(frames));
+		metrics_labelled(out, "tandem_sync_events_total", "counter",
+		    "Sync events: in, received; out, queued for the peer.",
+		    "dir", events, METRICS_N(events));
+		metrics_labelled(out, "tandem_sync_drops_total", "counter",
+		    "Sync messages dropped, by the first check that failed.",
+		    "reason", drops, METRICS_N(drops));
+	}
+
+	metrics_node_counter(out, "tandem_takeovers_total",
+	    "Takeovers run by session sync (the VIPs came up here).",
+	    st->takeovers);
+	{
+		const struct metrics_lv conns[] = {
+			{ "restored", st->restored },
+			{ "failed", st->restore_failed },
+			{ "stale_reset", st->stale_reset },
+			{ "stale_gone", st->stale_gone },
+			{ "stale_silent", st->stale_silent },
+		};
+
+		metrics_labelled(out, "tandem_takeover_connections_total", "counter",
+		    "Shadow connections at takeovers, by outcome: restored, failed, "
+		    "or after the stale check reset, gone (peer had reset), silent.",
+		    "result", conns, METRICS_N(conns));
+	}
+	metrics_node_counter(out, "tandem_takeover_mismatch_refused_total",
+	    "Takeovers that restored nothing: the peer's config digest differs.",
+	    st->mismatch_refused);
+	metrics_family(out, "tandem_takeover_last_restored", "gauge",
+	    "Connections restored by the last takeover; absent before one.");
+	if (st->last_takeover_wall > 0)
+		ctl_buf_printf(out, "tandem_takeover_last_restored %" PRIu64 "\n",
+		    st->last_restored);
+	metrics_family(out, "tandem_takeover_last_failed", "gauge",
+	    "Connections the last takeover failed to restore; absent before one.");
+	if (st->last_takeover_wall > 0)
+		ctl_buf_printf(out, "tandem_takeover_last_failed %" PRIu64 "\n",
+		    st->last_failed);
+	metrics_family(out, "tandem_takeover_last_timestamp_seconds", "gauge",
+	    "Wall-clock time of the last takeover (Unix seconds); absent before one.");
+	if (st->last_takeover_wall > 0)
+		ctl_buf_printf(out, "tandem_takeover_last_timestamp_seconds %.3f\n",
+		    st->last_takeover_wall);
+	metrics_takeover_histogram(out, st);
+	{
+		const struct metrics_lv handovers[] = {
+			{ "sent", st->handovers_sent },
+			{ "received", st->handovers_received },
+		};
+
+		metrics_labelled(out, "tandem_sync_handovers_total", "counter",
+		    "Planned switchovers that took the sessions along, given (sent) "
+		    "or taken (received).", "dir", handovers, METRICS_N(handovers));
+	}
+	metrics_node_counter(out, "tandem_sync_frozen_total",
+	    "Connections dumped in repair mode for a handover.", st->frozen);
+	metrics_node_counter(out, "tandem_sync_freeze_failed_total",
+	    "Connections that could not be dumped for a handover (reset).",
+	    st->freeze_failed);
+	metrics_node_counter(out, "tandem_sync_ring_overflows_total",
+	    "Worker events lost to a full ring (a resync followed).",
+	    st->ring_overflows);
+}
+
 int
 metrics_render(const struct ctl_view *view, double now, struct ctl_buf *out)
 {
@@ -561,6 +755,7 @@ metrics_render(const struct ctl_view *view, double now, struct ctl_buf *out)
 	metrics_render_frontends(view, out);
 	metrics_render_servers(view, out);
 	metrics_render_vrrp(view, out);
+	metrics_render_sync(view, out);
 	return out->err;
 }
 

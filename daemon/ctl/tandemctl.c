@@ -2,6 +2,7 @@
  * tandemctl — ask a running tandemd something over its control socket.
  *
  *   tandemctl [-s SOCKET] status | servers | drain NAME | ready NAME | maint NAME
+ *             | switchover [GROUP] | sync | help
  *   tandemctl -V | -h
  *
  * The socket is -s, else $TANDEM_CTL, else /run/tandem/tandem.sock.
@@ -41,6 +42,7 @@ static const struct tandemctl_cmd tandemctl_cmds[] = {
 	{ "maint", 1 },
 	{ "help", 0 },
 	{ "switchover", -1 },
+	{ "sync", 0 },
 };
 
 static void
@@ -53,7 +55,9 @@ tandemctl_usage(FILE *f)
 	    "  drain NAME      no new connections to the server, existing ones stay\n"
 	    "  ready NAME      put the server back in service\n"
 	    "  maint NAME      take the server out of service\n"
-	    "  switchover [GROUP]  hand the VIP group(s) over to the peer\n"
+	    "  switchover [GROUP]  hand the VIP group(s) over to the peer, with\n"
+	    "                  their sessions when session sync can\n"
+	    "  sync            session sync: channel, peer, streams, takeovers\n"
 	    "NAME is BACKEND/SERVER, or SERVER when only one backend has it.\n"
 	    "SOCKET defaults to $%s, else %s.\n", CTL_ENV_PATH, CTL_DEFAULT_PATH);
 }

@@ -16,7 +16,16 @@
  *   drain NAME             no new connections, existing ones stay
  *   ready NAME             back in service (UP, or DOWN while checks fail)
  *   maint NAME             out of service
- *   switchover [GROUP]     hand every MASTER group (or GROUP) over to the peer
+ *   switchover [GROUP]     hand every MASTER group (or GROUP) over to the peer;
+ *                          with session sync up, its connections go along
+ *                          ("handover of sessions started (...)"), else a
+ *                          line "sessions: not handed over: WHY" says why not
+ *   sync                   session sync, one "key: value" per line (stable,
+ *                          for scripts): sync (off without a sync block, then
+ *                          alone), peer, config-digest, our-stream,
+ *                          peer-stream, bulk-resyncs, shadow, local,
+ *                          sync-ready, handover-in-progress, takeovers,
+ *                          last-takeover, handovers, drops
  *   help                   the commands
  *
  * NAME is BACKEND/SERVER, or SERVER alone when exactly one backend has a
@@ -39,6 +48,7 @@ struct proxy_frontend;
 struct bal_pool;
 struct hc;
 struct agent;
+struct sess;
 
 #define CTL_DEFAULT_PATH "/run/tandem/tandem.sock"
 #define CTL_ENV_PATH "TANDEM_CTL"   /* tandemctl: overrides the default path */
@@ -66,6 +76,8 @@ struct ctl_view {
 	struct hc **hcs;                /* NULL, or npools entries (each may be NULL) */
 	size_t npools;
 	struct agent *agent;            /* NULL: no vrrp-group (status, switchover) */
+	struct sess *sess;              /* NULL: no sync block configured (sync,
+	                                   switchover, metrics) */
 	double started;                 /* ev_now() of the main loop at start-up */
 	unsigned workers;               /* worker threads actually running */
 };

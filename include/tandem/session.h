@@ -104,7 +104,8 @@ struct sess_wev {
 #define SESS_CMD_LIST(X)                                                 \
 	X(ADOPT, "adopt")   /* u.adopt: relay these restored sockets */  \
 	X(KILL, "kill")     /* u.kill: the stale check condemned them */ \
-	X(FREEZE, "freeze") /* planned handover: dump and drop everything */
+	X(FREEZE, "freeze") /* planned handover: dump and drop everything */ \
+	X(GO, "go")         /* u.go: the stale check passed, start relaying */
 
 #define SESS_CMD_ENUM_(sym, name) SESS_CMD_##sym,
 enum sess_cmd_type {
@@ -131,6 +132,13 @@ struct sess_cmd {
 			bool client_eof;
 			bool server_eof;
 			/*
+			 * Read nothing until GO (or KILL): the stale check judges
+			 * the peers' first ACKs against what the restored state
+			 * sent, so nothing new may go out before it has. Writing
+			 * `left` is fine: it is part of that state.
+			 */
+			bool held;
+			/*
 			 * Send-queue bytes repair_restore() could not write at once
 			 * (repair_restored.sndq_sent < sndq_len): malloc'd, owned by
 			 * the worker from now on, written before anything else.
@@ -145,6 +153,9 @@ struct sess_cmd {
 			uint32_t peer_seq;
 			uint32_t peer_ack;
 		} kill;
+		struct {
+			uint64_t restore_id;
+		} go;
 	} u;
 };
 
@@ -189,6 +200,7 @@ struct sess_stats {
 	uint64_t last_restored;
 	uint64_t last_failed;
 	uint64_t last_duration_us;      /* VIP up -> every socket handed to a worker */
+	uint64_t duration_sum_us;       /* all takeovers, for the histogram's _sum */
 	double last_takeover_wall;      /* CLOCK_REALTIME s, 0 none */
 	/* takeover durations, histogram buckets (upper bounds in ms, +Inf last) */
 	uint64_t duration_le[8];
@@ -260,5 +272,11 @@ int sess_switchover(struct sess *s, int group, void (*done)(void *arg, int resul
     void *arg);
 
 void sess_get_info(const struct sess *s, struct sess_info *out);
+
+/*
+ * The sync channel's counters (drop reasons, frames, events) for tandemctl
+ * sync and the metrics; NULL when s is NULL. Valid until sess_free(s).
+ */
+const struct sync_stats *sess_sync_stats(const struct sess *s);
 
 #endif

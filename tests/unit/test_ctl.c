@@ -5,6 +5,13 @@
  * clients on the same loop. Every wait is bounded (run_until). Each test
  * checks in its teardown that no file descriptor was left open.
  *
+ * Session sync (struct sess) is replaced by test doubles of the four calls ctl
+ * makes (sess_get_info, sess_sync_stats, sess_can_handover, sess_switchover):
+ * the real ones need a sync channel and a packet socket. Defined here, they
+ * are found before lib_session's, so session.o is never pulled into this
+ * executable; a new sess_* call in ctl/ needs its double here too, or the
+ * link fails with duplicate symbols.
+ *
  * tandemctl itself is run when the TANDEMCTL environment variable names the
  * executable (meson sets it); the one test needing a network namespace for
  * failing health checks skips when unshare(CLONE_NEWNET) is not allowed.
@@ -16,6 +23,8 @@
 #include <tandem/log.h>
 #include <tandem/metrics.h>
 #include <tandem/proxy.h>
+#include <tandem/session.h>
+#include <tandem/sync.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -23,6 +32,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -60,6 +70,56 @@ __wrap_listen(int fd, int backlog)
 		return -1;
 	}
 	return __real_listen(fd, backlog);
+}
+
+/* ---- session sync doubles ---- */
+
+/* What the doubles report and record; reset by setup(). */
+struct fake_sess {
+	struct sess_info info;
+	struct sync_stats stats;
+	bool no_stats;            /* sess_sync_stats() answers NULL */
+	bool can_handover;
+	int switchover_ret;
+	unsigned switchover_calls;
+};
+
+static struct fake_sess fake;
+
+/* Stands for the daemon's struct sess: ctl only passes the pointer on. */
+#define FAKE_SESS ((struct sess *)(void *)&fake)
+
+void
+sess_get_info(const struct sess *s, struct sess_info *out)
+{
+	assert_ptr_equal(s, FAKE_SESS);
+	*out = fake.info;
+}
+
+const struct sync_stats *
+sess_sync_stats(const struct sess *s)
+{
+	assert_ptr_equal(s, FAKE_SESS);
+	return fake.no_stats ? NULL : &fake.stats;
+}
+
+bool
+sess_can_handover(const struct sess *s)
+{
+	assert_ptr_equal(s, FAKE_SESS);
+	return fake.can_handover;
+}
+
+int
+sess_switchover(struct sess *s, int group, void (*done)(void *arg, int result),
+    void *arg)
+{
+	(void)group;
+	(void)done;
+	(void)arg;
+	assert_ptr_equal(s, FAKE_SESS);
+	fake.switchover_calls++;
+	return fake.switchover_ret;
 }
 
 /* ---- helpers ---- */
@@ -322,6 +382,7 @@ setup(void **state)
 	struct bal_server *be1;
 
 	assert_non_null(f);
+	memset(&fake, 0, sizeof(fake));
 	/* First, so the loop's own descriptors are not counted as leaks. */
 	f->loop = ev_default_loop(0);
 	assert_non_null(f->loop);
@@ -596,7 +657,7 @@ test_errors(void **state)
 	    "(web/be1, api/be1); say which: BACKEND/SERVER\n");
 	a = ask(f->loop, f->path, "frob\n");
 	assert_string_equal(a, "error: unknown command \"frob\"; commands: drain, "
-	    "help, maint, ready, servers, status, switchover\n");
+	    "help, maint, ready, servers, status, switchover, sync\n");
 	a = ask(f->loop, f->path, "drain\n");
 	assert_string_equal(a, "error: usage: drain NAME\n");
 	a = ask(f->loop, f->path, "status now\n");
@@ -978,7 +1039,9 @@ prom_name(const char *p, int metric)
 /*
  * Check text against the 0.0.4 text format as Prometheus reads it: HELP and
  * TYPE lines, each family TYPE'd once and before its samples, all samples of
- * a family together, sample lines `name{label="value",...} value`. Returns
+ * a family together, sample lines `name{label="value",...} value`. A
+ * histogram's samples are NAME_bucket (with le=, cumulative, ending with
+ * le="+Inf"), NAME_count (equal to the +Inf bucket) and NAME_sum. Returns
  * the number of samples.
  */
 static size_t
@@ -988,6 +1051,9 @@ prom_check(const char *text)
 	size_t ntyped = 0, nsamples = 0;
 	char family[96] = "";
 	const char *line = text;
+	int hist = 0;             /* family is a histogram */
+	double bucket = -1;       /* its last bucket's value */
+	int inf = 0;              /* its +Inf bucket was seen */
 
 	assert_true(strlen(text) > 0 && text[strlen(text) - 1] == '\n');
 	while (*line != '\0') {
@@ -1009,7 +1075,11 @@ prom_check(const char *text)
 			memcpy(family, line + 7, (size_t)(e - (line + 7)));
 			family[e - (line + 7)] = '\0';
 			assert_true(strncmp(e, " counter\n", 9) == 0 ||
-			    strncmp(e, " gauge\n", 7) == 0);
+			    strncmp(e, " gauge\n", 7) == 0 ||
+			    strncmp(e, " histogram\n", 11) == 0);
+			hist = strncmp(e, " histogram\n", 11) == 0;
+			bucket = -1;
+			inf = 0;
 			if (strncmp(e, " counter\n", 9) == 0)
 				assert_non_null(strstr(family, "_total"));
 			assert_true(strncmp(family, "tandem_", 7) == 0);
@@ -1018,11 +1088,29 @@ prom_check(const char *text)
 			assert_true(ntyped < 128);
 			strcpy(typed[ntyped++], family);
 		} else {
+			const char *suffix = "";
+			double x;
+
 			assert_true(line[0] != '#');
 			e = prom_name(line, 1);
 			assert_non_null(e);
 			memcpy(name, line, (size_t)(e - line));
 			name[e - line] = '\0';
+			if (hist) {
+				size_t fl = strlen(family);
+
+				assert_true(strncmp(name, family, fl) == 0);
+				suffix = name + fl;
+				assert_true(strcmp(suffix, "_bucket") == 0 ||
+				    strcmp(suffix, "_count") == 0 ||
+				    strcmp(suffix, "_sum") == 0);
+				name[fl] = '\0';
+				if (strcmp(suffix, "_bucket") == 0) {
+					assert_true(strncmp(e, "{le=\"", 5) == 0);
+					assert_false(inf);   /* +Inf comes last */
+					inf = strncmp(e, "{le=\"+Inf\"}", 11) == 0;
+				}
+			}
 			/* TYPE came first, and no other family came in between. */
 			assert_string_equal(name, family);
 			p = e;
@@ -1049,9 +1137,16 @@ prom_check(const char *text)
 			assert_true(*p == ' ');
 			p++;
 			errno = 0;
-			(void)strtod(p, &end);
+			x = strtod(p, &end);
 			assert_int_equal(errno, 0);
 			assert_true(end > p && end == eol);
+			if (strcmp(suffix, "_bucket") == 0) {
+				assert_true(x >= bucket);   /* cumulative */
+				bucket = x;
+			} else if (strcmp(suffix, "_count") == 0) {
+				assert_true(inf);
+				assert_true(x == bucket);
+			}
 			nsamples++;
 		}
 		line = eol + 1;
@@ -1249,6 +1344,333 @@ test_metrics_escaping_and_errors(void **state)
 	errno = 0;
 	assert_null(metrics_new(f->loop, &sa, sizeof(sa), &f->view));
 	assert_true(errno == EAFNOSUPPORT || errno == EINVAL);
+}
+
+/* ---- session sync: tandemctl sync, switchover, metrics ---- */
+
+#define NOW 1700000000.0   /* a fixed ev_now(), so "ago" is exact */
+
+/* A pair in sync with two takeovers behind it: every field differs. */
+static void
+fake_sess_up(void)
+{
+	struct sess_info *si = &fake.info;
+	struct sync_info *sy = &si->sync;
+	struct sess_stats *st = &si->stats;
+
+	si->enabled = true;
+	sy->state = SYNC_STATE_UP;
+	sy->peer_known = true;
+	snprintf(sy->peer.name, sizeof(sy->peer.name), "lb2");
+	snprintf(sy->peer.addr, sizeof(sy->peer.addr), "198.18.1.2:7400");
+	sy->peer.outgoing = true;
+	sy->peer.role = SYNC_ROLE_ACTIVE;
+	sy->peer.boot_epoch = 7;
+	sy->peer.digest_match = true;
+	sy->digest_match = true;
+	sy->up_for = 12.5;
+	sy->tx_epoch = 117440513;
+	sy->tx_seq = 40;
+	sy->tx_acked = 38;
+	sy->unacked_frames = 2;
+	sy->queued_bytes = 1536;
+	sy->lag_ms = 12;
+	sy->rx_epoch = 134217729;
+	sy->rx_seq = 55;
+	sy->bulk_resyncs = 3;
+	si->local_entries = 4;
+	si->shadow.entries = 9;
+	si->shadow.max_entries = 100000;
+	si->shadow.evicted = 6;
+	si->sync_ready = true;
+	st->takeovers = 2;
+	st->restored = 15;
+	st->restore_failed = 1;
+	st->stale_reset = 8;
+	st->stale_gone = 11;
+	st->stale_silent = 13;
+	st->ring_overflows = 5;
+	st->handovers_sent = 14;
+	st->handovers_received = 16;
+	st->frozen = 17;
+	st->freeze_failed = 18;
+	st->mismatch_refused = 19;
+	st->last_restored = 9;
+	st->last_failed = 10;
+	st->last_duration_us = 23456;
+	st->duration_sum_us = 23456 + 7000;
+	st->last_takeover_wall = NOW - 30;
+	/* per bucket, not cumulative: one in (5, 10] ms, one over 500 ms */
+	st->duration_le[2] = 1;
+	st->duration_le[7] = 1;
+	fake.stats.frames_in = 55;
+	fake.stats.frames_out = 40;
+	fake.stats.events_in = 300;
+	fake.stats.events_out = 200;
+	fake.stats.drops[SYNC_DROP_BAD_MAC] = 3;
+	fake.stats.drops[SYNC_DROP_REPLAY] = 21;
+}
+
+/* ctl_exec(req) at NOW into a static copy. */
+static const char *
+exec_at(const struct ctl_view *v, const char *req)
+{
+	static char answer[8192];
+	struct ctl_buf out = { 0 };
+
+	assert_int_equal(ctl_exec(v, NOW, req, strlen(req), &out), 0);
+	assert_true(out.len < sizeof(answer));
+	memcpy(answer, out.data, out.len + 1);
+	ctl_buf_free(&out);
+	return answer;
+}
+
+static void
+test_sync_off(void **state)
+{
+	struct fx *f = *state;
+	struct ctl_buf out = { 0 };
+	const char *a;
+
+	/* No sync block: one line, and switchover answers as it always did. */
+	assert_string_equal(ask(f->loop, f->path, "sync\n"), "ok\nsync: off\n");
+	assert_string_equal(ask(f->loop, f->path, "sync now\n"),
+	    "error: usage: sync\n");
+	assert_string_equal(ask(f->loop, f->path, "switchover\n"),
+	    "error: no vrrp-group configured\n");
+	assert_string_equal(ask(f->loop, f->path, "switchover front\n"),
+	    "error: no vrrp-group configured\n");
+	a = ask(f->loop, f->path, "help\n");
+	assert_non_null(strstr(a, "\nsync "));
+	assert_int_equal(metrics_render(&f->view, NOW, &out), 0);
+	assert_null(strstr(out.data, "tandem_sync_"));
+	assert_null(strstr(out.data, "tandem_takeover"));
+	ctl_buf_free(&out);
+
+	/* A session object that says sync is not enabled: the same. */
+	fake.info.enabled = false;
+	f->view.sess = FAKE_SESS;
+	assert_string_equal(exec_at(&f->view, "sync"), "ok\nsync: off\n");
+	assert_int_equal(metrics_render(&f->view, NOW, &out), 0);
+	assert_null(strstr(out.data, "tandem_sync_"));
+	ctl_buf_free(&out);
+
+	/* The usual checks come before session sync is asked anything. */
+	fake_sess_up();
+	fake.can_handover = true;
+	assert_string_equal(exec_at(&f->view, "switchover"),
+	    "error: no vrrp-group configured\n");
+	assert_int_equal(fake.switchover_calls, 0);
+}
+
+/* The "drops:" line holds every reason once, as name=count, in list order. */
+static void
+assert_drops_line(const char *answer, const struct sync_stats *ss)
+{
+	char line[1024], want[64];
+	char *w[SYNC_DROP_COUNT + 2];
+
+	assert_true(find_line(answer, "drops:", line, sizeof(line)));
+	assert_int_equal(split(line, w, SYNC_DROP_COUNT + 2), SYNC_DROP_COUNT + 1);
+	for (int d = 0; d < SYNC_DROP_COUNT; d++) {
+		snprintf(want, sizeof(want), "%s=%" PRIu64,
+		    sync_drop_name((enum sync_drop)d), ss->drops[d]);
+		assert_string_equal(w[d + 1], want);
+	}
+}
+
+static void
+test_sync_show(void **state)
+{
+	struct fx *f = *state;
+	struct sync_info *sy = &fake.info.sync;
+	char line[256];
+	const char *a, *drops;
+
+	fake_sess_up();
+	f->view.sess = FAKE_SESS;
+	a = exec_at(&f->view, "sync");
+	drops = strstr(a, "drops:");
+	assert_non_null(drops);
+	assert_int_equal(strncmp(a, "ok\n"
+	    "sync: up\n"
+	    "peer: lb2 198.18.1.2:7400 outgoing role active boot 7\n"
+	    "config-digest: match\n"
+	    "our-stream: epoch 117440513 sealed 40 acked 38 behind 2 frames "
+	    "1536 bytes lag 12 ms\n"
+	    "peer-stream: epoch 134217729 applied 55 bulk complete\n"
+	    "bulk-resyncs: 3\n"
+	    "shadow: 9 entries max 100000 evicted 6\n"
+	    "local: 4 connections\n"
+	    "sync-ready: yes\n"
+	    "handover-in-progress: no\n"
+	    "takeovers: 2 restored 15 failed 1 stale-reset 8 stale-gone 11 "
+	    "stale-silent 13\n"
+	    "last-takeover: restored 9 failed 10 duration 23.456 ms ago 30 s\n"
+	    "handovers: sent 14 received 16 frozen 17 freeze-failed 18\n",
+	    (size_t)(drops - a)), 0);
+	assert_drops_line(a, &fake.stats);
+	assert_non_null(strstr(drops, " bad_mac=3 "));
+	/* ... and is the last line. */
+	assert_ptr_equal(strchr(drops, '\n') + 1, drops + strlen(drops));
+
+	/* The same over the socket. */
+	ctl_set_view(f->ctl, &f->view);
+	a = ask(f->loop, f->path, "sync\n");
+	assert_true(strncmp(a, "ok\nsync: up\npeer: lb2 ", 22) == 0);
+
+	/* Digests differ: said loudly, with what it means. */
+	sy->digest_match = false;
+	sy->peer.digest_match = false;
+	a = exec_at(&f->view, "sync");
+	assert_non_null(strstr(a, "\nconfig-digest: MISMATCH\nwarning: the peer's "
+	    "frontends/backends differ: its sessions will not be restored\n"
+	    "our-stream: "));
+
+	/* Never met the peer; no takeover yet; the peer's snapshot arriving. */
+	memset(&sy->peer, 0, sizeof(sy->peer));
+	sy->peer_known = false;
+	sy->state = SYNC_STATE_CONNECTING;
+	sy->bulk_receiving = true;
+	fake.info.sync_ready = false;
+	fake.info.handover_active = true;
+	fake.info.stats.last_takeover_wall = 0;
+	fake.no_stats = true;
+	a = exec_at(&f->view, "sync");
+	assert_true(find_line(a, "sync:", line, sizeof(line)));
+	assert_string_equal(line, "sync: connecting");
+	assert_true(find_line(a, "peer:", line, sizeof(line)));
+	assert_string_equal(line, "peer: none");
+	assert_true(find_line(a, "config-digest:", line, sizeof(line)));
+	assert_string_equal(line, "config-digest: unknown");
+	assert_null(strstr(a, "warning:"));
+	assert_true(find_line(a, "peer-stream:", line, sizeof(line)));
+	assert_string_equal(line, "peer-stream: epoch 134217729 applied 55 bulk receiving");
+	assert_true(find_line(a, "sync-ready:", line, sizeof(line)));
+	assert_string_equal(line, "sync-ready: no");
+	assert_true(find_line(a, "handover-in-progress:", line, sizeof(line)));
+	assert_string_equal(line, "handover-in-progress: yes");
+	assert_true(find_line(a, "last-takeover:", line, sizeof(line)));
+	assert_string_equal(line, "last-takeover: none");
+	assert_true(find_line(a, "drops:", line, sizeof(line)));
+	assert_string_equal(line, "drops: unknown");
+
+	/* An incoming connection from a standby; the wall clock stepped back. */
+	fake_sess_up();
+	fake.no_stats = false;
+	sy->state = SYNC_STATE_DOWN;
+	sy->peer.outgoing = false;
+	sy->peer.role = SYNC_ROLE_STANDBY;
+	fake.info.stats.last_takeover_wall = NOW + 5;
+	fake.stats.drops[SYNC_DROP_GARBAGE] = 1;
+	fake.stats.drops[SYNC_DROP_OUT_OF_ORDER] = 2;
+	a = exec_at(&f->view, "sync");
+	assert_true(find_line(a, "sync:", line, sizeof(line)));
+	assert_string_equal(line, "sync: down");
+	assert_true(find_line(a, "peer:", line, sizeof(line)));
+	assert_string_equal(line, "peer: lb2 198.18.1.2:7400 incoming role standby boot 7");
+	assert_true(find_line(a, "last-takeover:", line, sizeof(line)));
+	assert_string_equal(line, "last-takeover: restored 9 failed 10 duration "
+	    "23.456 ms ago 0 s");
+	assert_drops_line(a, &fake.stats);
+}
+
+static void
+test_metrics_sync(void **state)
+{
+	struct fx *f = *state;
+	static const char *const le[] = {
+		"1", "5", "10", "50", "100", "200", "500", "+Inf",
+	};
+	static const double cum[] = { 0, 0, 1, 1, 1, 1, 1, 2 };
+	struct ctl_buf out = { 0 };
+	char series[128];
+	const char *body;
+
+	fake_sess_up();
+	f->view.sess = FAKE_SESS;
+	assert_int_equal(metrics_render(&f->view, NOW, &out), 0);
+	body = out.data;
+	prom_check(body);
+	assert_true(prom_value(body, "tandem_sync_up") == 1);
+	assert_true(prom_value(body, "tandem_sync_config_match") == 1);
+	assert_true(prom_value(body, "tandem_sync_lag_frames") == 2);
+	assert_true(prom_value(body, "tandem_sync_lag_ms") == 12);
+	assert_true(prom_value(body, "tandem_sync_queued_bytes") == 1536);
+	assert_true(prom_value(body, "tandem_sync_shadow_entries") == 9);
+	assert_true(prom_value(body, "tandem_sync_shadow_max_entries") == 100000);
+	assert_true(prom_value(body, "tandem_sync_shadow_evicted_total") == 6);
+	assert_true(prom_value(body, "tandem_sync_local_entries") == 4);
+	assert_true(prom_value(body, "tandem_sync_ready") == 1);
+	assert_true(prom_value(body, "tandem_sync_handover_active") == 0);
+	assert_true(prom_value(body, "tandem_sync_bulk_resyncs_total") == 3);
+	assert_true(prom_value(body, "tandem_sync_frames_total{dir=\"in\"}") == 55);
+	assert_true(prom_value(body, "tandem_sync_frames_total{dir=\"out\"}") == 40);
+	assert_true(prom_value(body, "tandem_sync_events_total{dir=\"in\"}") == 300);
+	assert_true(prom_value(body, "tandem_sync_events_total{dir=\"out\"}") == 200);
+	for (int d = 0; d < SYNC_DROP_COUNT; d++) {
+		snprintf(series, sizeof(series), "tandem_sync_drops_total{reason=\"%s\"}",
+		    sync_drop_name((enum sync_drop)d));
+		assert_true(prom_value(body, series) == (double)fake.stats.drops[d]);
+	}
+	assert_true(prom_value(body, "tandem_sync_drops_total{reason=\"bad_mac\"}") == 3);
+	assert_true(prom_value(body, "tandem_takeovers_total") == 2);
+	assert_true(prom_value(body, "tandem_takeover_connections_total"
+	    "{result=\"restored\"}") == 15);
+	assert_true(prom_value(body, "tandem_takeover_connections_total"
+	    "{result=\"failed\"}") == 1);
+	assert_true(prom_value(body, "tandem_takeover_connections_total"
+	    "{result=\"stale_reset\"}") == 8);
+	assert_true(prom_value(body, "tandem_takeover_connections_total"
+	    "{result=\"stale_gone\"}") == 11);
+	assert_true(prom_value(body, "tandem_takeover_connections_total"
+	    "{result=\"stale_silent\"}") == 13);
+	assert_true(prom_value(body, "tandem_takeover_mismatch_refused_total") == 19);
+	assert_true(prom_value(body, "tandem_takeover_last_restored") == 9);
+	assert_true(prom_value(body, "tandem_takeover_last_failed") == 10);
+	assert_true(prom_value(body, "tandem_takeover_last_timestamp_seconds") == NOW - 30);
+	for (size_t b = 0; b < sizeof(le) / sizeof(le[0]); b++) {
+		snprintf(series, sizeof(series),
+		    "tandem_takeover_duration_ms_bucket{le=\"%s\"}", le[b]);
+		assert_true(prom_value(body, series) == cum[b]);
+	}
+	assert_true(prom_value(body, "tandem_takeover_duration_ms_count") == 2);
+	assert_true(prom_value(body, "tandem_takeover_duration_ms_sum") == 30.456);
+	assert_true(prom_value(body, "tandem_sync_handovers_total{dir=\"sent\"}") == 14);
+	assert_true(prom_value(body, "tandem_sync_handovers_total{dir=\"received\"}") == 16);
+	assert_true(prom_value(body, "tandem_sync_frozen_total") == 17);
+	assert_true(prom_value(body, "tandem_sync_freeze_failed_total") == 18);
+	assert_true(prom_value(body, "tandem_sync_ring_overflows_total") == 5);
+	ctl_buf_free(&out);
+
+	/*
+	 * Down, never met the peer, no takeover, no channel counters: the
+	 * series without a value are absent, not 0.
+	 */
+	memset(&fake, 0, sizeof(fake));
+	fake.info.enabled = true;
+	fake.info.sync.state = SYNC_STATE_DOWN;
+	fake.no_stats = true;
+	assert_int_equal(metrics_render(&f->view, NOW, &out), 0);
+	body = out.data;
+	prom_check(body);
+	assert_true(prom_value(body, "tandem_sync_up") == 0);
+	assert_false(has_series(body, "tandem_sync_config_match"));
+	assert_false(has_series(body, "tandem_takeover_last_restored"));
+	assert_false(has_series(body, "tandem_takeover_last_failed"));
+	assert_false(has_series(body, "tandem_takeover_last_timestamp_seconds"));
+	assert_false(has_series(body, "tandem_sync_frames_total{dir=\"in\"}"));
+	assert_true(prom_value(body, "tandem_takeover_duration_ms_bucket{le=\"+Inf\"}") == 0);
+	assert_true(prom_value(body, "tandem_takeover_duration_ms_count") == 0);
+	assert_true(prom_value(body, "tandem_takeovers_total") == 0);
+	ctl_buf_free(&out);
+
+	/* Met once, digests differ. */
+	fake.info.sync.peer_known = true;
+	assert_int_equal(metrics_render(&f->view, NOW, &out), 0);
+	prom_check(out.data);
+	assert_true(prom_value(out.data, "tandem_sync_config_match") == 0);
+	ctl_buf_free(&out);
 }
 
 /*
@@ -1537,6 +1959,10 @@ test_tandemctl(void **state)
 	assert_int_equal(tandemctl(f, &c, f->path, NULL), 2);
 	assert_int_equal(tandemctl(f, &c, f->path, "-h", NULL), 0);
 	assert_non_null(strstr(c.out[0].buf, "usage: tandemctl"));
+	assert_int_equal(tandemctl(f, &c, f->path, "sync", NULL), 0);
+	assert_string_equal(c.out[0].buf, "sync: off\n");
+	assert_int_equal(tandemctl(f, &c, f->path, "sync", "x", NULL), 2);
+	assert_non_null(strstr(c.out[1].buf, "sync takes no argument"));
 	assert_int_equal(tandemctl(f, &c, f->path, "-V", NULL), 0);
 	assert_string_equal(c.out[0].buf, "tandemctl " TANDEM_TEST_VERSION "\n");
 }
@@ -1559,6 +1985,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metrics_escaping_and_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_show, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tandemctl, setup, teardown),
 		/* Last: it moves the whole process into a new network namespace. */
 		cmocka_unit_test_setup_teardown(test_in_netns, setup, teardown),
