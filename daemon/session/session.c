@@ -203,7 +203,8 @@ sess_queue_switch(struct sess *s, enum sync_switch_phase phase, const char *why)
 		ev.u.sw.groups[0] = (uint32_t)s->give.group;
 	}
 	sess_queue(s, &ev);
-	(void)sync_flush(s->ch);
+	if (s->ch != NULL)
+		(void)sync_flush(s->ch);
 }
 
 /* ---- worker events -------------------------------------------------------- */
@@ -1314,11 +1315,12 @@ sess_free(struct sess *s)
 	ev_timer_stop(s->loop, &s->watch_timer);
 	ev_io_stop(s->loop, &s->watch_io);
 	sync_free(s->ch);
+	s->ch = NULL;   /* the drain below must not queue events for the peer */
+	s->give.phase = SESS_GIVE_IDLE;
 	if (s->workers != NULL)
 		for (unsigned i = 0; i < s->nworkers; i++) {
 			if (s->workers[i].events != NULL) {
 				/* Workers are stopped: deliver what they left (frees boxes). */
-				s->give.phase = SESS_GIVE_IDLE;
 				(void)ring_chan_drain(s->workers[i].events);
 				ring_chan_free(s->workers[i].events);
 			}
