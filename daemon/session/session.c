@@ -58,6 +58,7 @@
 #define SESS_POLL_S 0.002                  /* ack polling while giving */
 #define SESS_RECV_WAIT_S 2.0               /* taking: wait this long for FROZEN */
 #define SESS_RECV_FORGET_S 10.0            /* a REQUEST nothing followed */
+#define SESS_ASK_S 3.0                     /* the peer's handover we asked for */
 #define SESS_WATCH_BATCH 64                /* repair_watch_process calls per wake-up */
 
 enum sess_give_phase {
@@ -126,6 +127,10 @@ struct sess {
 		void (*done)(void *, int);
 		void *arg;
 	} give;
+	struct {
+		bool pending;               /* our REQUEST "preempt" is out */
+		ev_timer timer;
+	} ask;
 	struct {
 		bool pending;               /* REQUEST seen, FROZEN not yet */
 		uint64_t id;
@@ -761,6 +766,8 @@ sess_takeover(struct sess *s)
 	sess_watch_run(s);
 }
 
+static void sess_ask_end(struct sess *s, const char *why);
+
 static void
 sess_take_finish(struct sess *s)
 {
@@ -778,6 +785,7 @@ sess_take_finish(struct sess *s)
 			s->take.waiting[i] = false;
 			agent_vips_ready(s->agent, i);
 		}
+	sess_ask_end(s, "the peer handed over");
 }
 
 static void
@@ -1017,6 +1025,74 @@ sess_can_handover(const struct sess *s)
 	return si.state == SYNC_STATE_UP && si.peer.digest_match && !si.resync_pending;
 }
 
+/* ---- preemption as a handover ------------------------------------------------ */
+
+/*
+ * Would a group of ours preempt the peer's once allowed? Then the peer is
+ * asked to hand its sessions over instead: taking the VIPs while it still
+ * relays would restore connections that have moved on since (every one
+ * of them failed the stale check in the lab).
+ */
+static bool
+sess_would_preempt(const struct sess *s)
+{
+	struct agent_status st;
+
+	for (size_t i = 0; i < agent_count(s->agent) && i < s->cfg->nvrrp; i++) {
+		if (agent_status(s->agent, i, &st) < 0)
+			continue;
+		if (st.info.state == AGENT_BACKUP && s->cfg->vrrp[i].preempt &&
+		    st.info.master_known && st.info.priority > st.info.master_priority)
+			return true;
+	}
+	return false;
+}
+
+static void
+sess_ask_end(struct sess *s, const char *why)
+{
+	if (!s->ask.pending)
+		return;
+	s->ask.pending = false;
+	ev_timer_stop(s->loop, &s->ask.timer);
+	log_info("session: preemption allowed (%s)", why);
+	agent_set_sync_ready_all(s->agent, true);
+}
+
+static void
+sess_ask_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sess_ask_end(w->data, "the peer did not hand over in time: plain preemption");
+}
+
+/* The peer's table is complete: preempt, through the peer if we can. */
+static void
+sess_sync_ready(struct sess *s)
+{
+	struct sync_event ev = { .type = SYNC_EV_SWITCH };
+
+	s->sync_ready = true;
+	if (s->agent == NULL)
+		return;
+	if (!sess_would_preempt(s) || !sess_can_handover(s)) {
+		agent_set_sync_ready_all(s->agent, true);
+		log_info("session: the peer's table is complete: preemption allowed");
+		return;
+	}
+	ev.u.sw.phase = SYNC_SWITCH_REQUEST;
+	ev.u.sw.id = sess_random64();
+	snprintf(ev.u.sw.reason, sizeof(ev.u.sw.reason), "preempt");
+	sess_queue(s, &ev);
+	(void)sync_flush(s->ch);
+	s->ask.pending = true;
+	ev_timer_set(&s->ask.timer, SESS_ASK_S, 0.);
+	ev_timer_start(s->loop, &s->ask.timer);
+	log_info("session: the peer's table is complete; asking the peer to hand "
+	    "its sessions over instead of preempting it");
+}
+
 /* ---- the sync channel's callbacks ------------------------------------------ */
 
 static void
@@ -1034,6 +1110,15 @@ sess_on_event(void *arg, const struct sync_event *ev)
 	}
 	switch (ev->u.sw.phase) {
 	case SYNC_SWITCH_REQUEST:
+		if (strcmp(ev->u.sw.reason, "preempt") == 0) {
+			int r;
+
+			/* The peer outranks us and has our table: give, don't be taken. */
+			r = sess_switchover(s, -1, NULL, NULL);
+			log_info("session: the peer asks to take over (preempt): %s",
+			    r == 0 ? "handing over" : strerror(-r));
+			break;
+		}
 		s->take.pending = true;
 		s->take.id = ev->u.sw.id;
 		s->stats.handovers_received++;
@@ -1117,11 +1202,8 @@ sess_on_bulk_end(void *arg, uint64_t count, bool complete)
 	log_info("session: the peer's snapshot: %" PRIu64 " events, %zu entries "
 	    "held, %zu dropped%s", count, shadow_count(s->peer), removed,
 	    complete ? "" : " (INCOMPLETE)");
-	if (complete && !s->sync_ready) {
-		s->sync_ready = true;
-		agent_set_sync_ready_all(s->agent, true);
-		log_info("session: the peer's table is complete: preemption allowed");
-	}
+	if (complete && !s->sync_ready)
+		sess_sync_ready(s);
 }
 
 static void
@@ -1195,6 +1277,8 @@ sess_new(struct ev_loop *loop, const struct cfg *cfg, struct proxy_frontend *fes
 	s->give.timer.data = s;
 	ev_timer_init(&s->take.timer, sess_take_timer_cb, 0., 0.);
 	s->take.timer.data = s;
+	ev_timer_init(&s->ask.timer, sess_ask_timer_cb, 0., 0.);
+	s->ask.timer.data = s;
 
 	s->nfds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SESS_FDS_MAX ?
 	    (size_t)rl.rlim_cur : SESS_FDS_MAX;
@@ -1312,6 +1396,7 @@ sess_free(struct sess *s)
 		agent_set_hooks(s->agent, NULL, NULL);
 	ev_timer_stop(s->loop, &s->give.timer);
 	ev_timer_stop(s->loop, &s->take.timer);
+	ev_timer_stop(s->loop, &s->ask.timer);
 	ev_timer_stop(s->loop, &s->watch_timer);
 	ev_io_stop(s->loop, &s->watch_io);
 	sync_free(s->ch);
