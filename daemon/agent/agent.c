@@ -247,6 +247,11 @@ agent_op_send(const struct agent_group *g, void *arg, uint8_t priority)
 		}
 		sent++;
 	}
+	/* What the keeper says if we are killed before the next one. */
+	if (priority != 0 && agent_state(g) == AGENT_MASTER)
+		agent_lastword_prepare(vg, &adv);
+	else if (priority == 0)
+		agent_lastword_clear(vg);
 	/* One path that works is enough: the others are redundancy. */
 	return sent > 0 ? 0 : err;
 }
@@ -268,7 +273,10 @@ static void
 agent_op_release(const struct agent_group *g, void *arg)
 {
 	struct agent_vg *vg = arg;
-	int r = vip_release(vg->vips);
+	int r;
+
+	agent_lastword_clear(vg);
+	r = vip_release(vg->vips);
 
 	if (r < 0)
 		log_warnx("vrrp %s: removing the VIPs failed: %s (retrying every "
@@ -828,6 +836,7 @@ agent_new(struct ev_loop *loop, struct nl_ctx *nl, const struct cfg *cfg,
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;
+	a->keeper_fd = -1;
 	a->loop = loop;
 	a->nl = nl;
 	a->cfg = cfg;
@@ -948,6 +957,7 @@ agent_free(struct agent *a)
 {
 	if (a == NULL)
 		return;
+	agent_keeper_stop(a);
 	if (agent_crash_target == a) {
 		static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
 

@@ -129,7 +129,24 @@ struct agent {
 	bool stopped;
 	struct agent_hooks hooks;
 	void *hooks_arg;
+
+	/* keeper.c: the process that speaks for us if we are killed */
+	struct agent_lastword *lastword;   /* shared mapping, one per group; NULL: none */
+	pid_t keeper_pid;
+	int keeper_fd;                     /* write end of its pipe; -1: none */
 };
+
+/* keeper.c */
+struct agent_lastword;
+/*
+ * After a real advert as MASTER: prepare the priority-0 adverts the keeper
+ * sends if we die now (sequence numbers reserved from vg->seq).
+ */
+void agent_lastword_prepare(struct agent_vg *vg, const struct wire_advert *tpl);
+/* Not MASTER any more: nothing to say for this group. */
+void agent_lastword_clear(struct agent_vg *vg);
+/* Stand the keeper down (a clean exit) and reap it; unmap. */
+void agent_keeper_stop(struct agent *a);
 
 /* agent.c */
 /* CLOCK_MONOTONIC seconds: the FSM's clock. */

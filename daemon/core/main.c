@@ -224,6 +224,8 @@ tandemd_start_agent(struct tandemd *d)
 		return r;
 	if ((r = agent_crash_guard(d->agent)) < 0)
 		return r;
+	if ((r = agent_keeper_start(d->agent)) < 0)
+		return r;
 	/* Before the first election: the hooks and the preemption gate. */
 	if ((r = sess_start(d->sess, d->agent)) < 0)
 		return r;

@@ -132,6 +132,15 @@ void agent_free(struct agent *a);
 /* See the top. Returns 0 or -errno (sigaction). */
 int agent_crash_guard(struct agent *a);
 
+/*
+ * Fork the keeper (daemon/agent/keeper.c): a process that, when tandemd
+ * dies without a word (kill -9, OOM), drops every VIP and sends the
+ * priority-0 adverts tandemd left ready, so the peer takes over at once and
+ * never two nodes answer ARP for the VIP. A clean exit stands it down
+ * (agent_free). Call once, after agent_new. Returns 0 or -errno.
+ */
+int agent_keeper_start(struct agent *a);
+
 size_t agent_count(const struct agent *a);
 
 /* Fill *out for group i (0..agent_count-1); -ENOENT when out of range. */

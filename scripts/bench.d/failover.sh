@@ -57,8 +57,9 @@ Faults (each on lb1, the MASTER):
   node-loss   a power cut of lb1: its switch port and its direct link to lb2
               down at once, then scripts/lab node-loss lb1 (every process
               in it killed)
-  kill        kill -9 of the VRRP daemon (tandemd; keepalived's parent and
-              VRRP child, both stopped first — HAProxy keeps running)
+  kill        kill -9 of the VRRP daemon (tandemd's process — its keeper
+              child survives, that is its job; keepalived's parent and VRRP
+              child, both stopped first — HAProxy keeps running)
   graceful    SIGTERM to the VRRP daemon (tandemd; keepalived)
 
   --rounds N        rounds per interval and fault (default 5)
@@ -509,11 +510,15 @@ bf_pair_down() {
 
 # The pids a fault signals, checked (pid and start time) before the fault,
 # so that striking costs no fork: lb1's daemon, and keepalived's VRRP child.
+# tandemd's one child is its keeper, whose whole job is to outlive a killed
+# tandemd (what `kill -9 PID` and the OOM killer do: one process); killing
+# it too would be a node-loss of the daemon's processes, not a daemon kill.
 bf_fault_prepare() {
 	local c
 	BF_FAULT_PIDS=()
 	bf_alive lb1.daemon || bench_die "$BF_TAG: $BF_IMPL on lb1 died before the fault"
 	BF_FAULT_PIDS+=("$(bf_pid lb1.daemon)")
+	[[ $BF_IMPL == tandem ]] && return 0
 	for c in $(bf_children lb1.daemon); do BF_FAULT_PIDS+=("$c"); done
 }
 

@@ -334,20 +334,56 @@ def test_node_loss_of_master(lab):
     check(echo_ok(lab), "echo after the takeover")
 
 
+def keeper_pid(td):
+    """The keeper process tandemd forked (its only child)."""
+    pid = td.proc.pid
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    check(len(kids) >= 1, f"tandemd {pid} has a keeper child: {kids}")
+    return int(kids[0])
+
+
+@clean_exit
+def test_daemon_kill_keeper_speaks(lab):
+    """kill -9 of tandemd: its keeper drops the VIP and sends priority 0."""
+    nodes, _ = start_pair(lab)
+    kpid = keeper_pid(nodes["lb1"])
+    p = probe(lab, 3)
+    time.sleep(0.8)
+    nodes["lb1"].proc.send_signal(signal.SIGKILL)
+    nodes["lb1"].proc.wait(5)
+    wait_master(nodes, "lb2", timeout=5)
+    r = p.wait(timeout=30)
+    out = outage_ms(r) if r["outages"] else 0.0
+    bound = skew_ms(PRIO["lb2"]) + 300
+    print(f"  SIGKILL (keeper alive): outage {out:.0f} ms (bound {bound:.0f} ms)",
+          flush=True)
+    check_le(out, bound, "outage after tandemd was killed, its keeper speaking (ms)")
+    # Never two nodes with the VIP: the keeper removed lb1's at once.
+    wait_until(lambda: holders(lab) == ["lb2"], timeout=2,
+               what="the VIP on lb2 only after the kill")
+    wait_until(lambda: not Path(f"/proc/{kpid}").exists(), timeout=5,
+               what="the keeper to exit after speaking")
+    wait_neigh(lab, "lb2", timeout=5)
+    check(echo_ok(lab), "echo through lb2")
+
+
 @clean_exit
 def test_daemon_kill_then_restart(lab):
+    """kill -9 of tandemd and its keeper: the restart removes the stale VIP."""
     nodes, _ = start_pair(lab)
+    kpid = keeper_pid(nodes["lb1"])
     p = probe(lab, 4)
     time.sleep(0.8)
+    os.kill(kpid, signal.SIGKILL)
     nodes["lb1"].proc.send_signal(signal.SIGKILL)
     nodes["lb1"].proc.wait(5)
     wait_master(nodes, "lb2", timeout=5)
     r = p.wait(timeout=30)
     out = outage_ms(r)
     bound = master_down_ms(PRIO["lb2"]) + 500
-    print(f"  SIGKILL: outage {out:.0f} ms (bound {bound:.0f} ms)", flush=True)
+    print(f"  SIGKILL of both: outage {out:.0f} ms (bound {bound:.0f} ms)", flush=True)
     check_le(out, bound, "outage after the master's daemon was killed (ms)")
-    # The dead daemon could not remove its VIP: both hold it until lb1 restarts.
+    # Nobody removed lb1's VIP: both hold it until lb1 restarts.
     check(has_vip(lab, "lb2"), "lb2 took the VIP")
     wait_neigh(lab, "lb2", timeout=5)
     check(echo_ok(lab), "echo through lb2")
@@ -364,7 +400,6 @@ def test_daemon_kill_then_restart(lab):
     wait_until(lambda: nodes["lb2"].state() == "BACKUP", timeout=5, what="lb2 BACKUP")
     wait_neigh(lab, "lb1", timeout=5)
     check(echo_ok(lab), "echo after lb1 is back")
-
 
 @clean_exit
 def test_graceful_stop_priority_zero(lab):
