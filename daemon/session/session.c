@@ -985,6 +985,16 @@ sess_hook_vips_down(void *arg, size_t group)
 	}
 }
 
+/* Is group (or, with -1, any group) MASTER here? */
+static bool
+sess_any_master(const struct sess *s, int group)
+{
+	for (size_t i = 0; i < agent_count(s->agent); i++)
+		if ((group < 0 || (size_t)group == i) && agent_is_master(s->agent, i))
+			return true;
+	return false;
+}
+
 int
 sess_switchover(struct sess *s, int group, void (*done)(void *arg, int result),
     void *arg)
@@ -997,6 +1007,8 @@ sess_switchover(struct sess *s, int group, void (*done)(void *arg, int result),
 		return -EBUSY;
 	if (!sess_can_handover(s))
 		return -ENOTCONN;
+	if (!sess_any_master(s, group))
+		return -EINVAL;   /* a BACKUP has nothing to hand over: no REQUEST */
 	s->give.id = sess_random64();
 	s->give.group = group;
 	s->give.done = done;
