@@ -459,6 +459,42 @@ repair_send_sndq(int fd, const uint8_t *data, uint32_t len, uint32_t *sent)
 	return 0;
 }
 
+/*
+ * Queue len bytes as already sent (repair mode, TCP_SEND_QUEUE). *done: how
+ * many the kernel took; the caller sends the rest as new data.
+ */
+static int
+repair_fill_sent(int fd, const uint8_t *data, uint32_t len, uint32_t *done)
+{
+	ssize_t n;
+	int ret, cur;
+	socklen_t slen = sizeof(cur);
+
+	*done = 0;
+	if ((ret = repair_setopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)) < 0)
+		return ret;
+	/* Room for all of it, as for the receive queue (the old socket had it). */
+	if (len > REPAIR_RCVQ_SMALL &&
+	    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &slen) == 0 &&
+	    (uint64_t)cur < 2u * (uint64_t)len) {
+		int want = len > INT32_MAX / 2 ? INT32_MAX : (int)len * 2;
+
+		(void)repair_setopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, want);
+	}
+	while (*done < len) {
+		n = send(fd, data + *done, len - *done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOMEM)
+				return 0;
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		*done += (uint32_t)n;
+	}
+	return 0;
+}
+
 static socklen_t
 repair_addr_len(const union repair_addr *a)
 {
@@ -481,8 +517,8 @@ repair_leave(const struct repair_sock *rs, const struct repair_restore_opts *opt
     int leave, struct repair_restored *out)
 {
 	int fd = out->fd, ret;
+	uint32_t more = 0;
 
-	out->sndq_sent = 0;
 	out->failed = REPAIR_STEP_REPAIR_OFF;
 	if ((ret = repair_setopt(fd, SOL_TCP, TCP_REPAIR, leave)) < 0)
 		goto close_fd;
@@ -491,9 +527,12 @@ repair_leave(const struct repair_sock *rs, const struct repair_restore_opts *opt
 	if (opts->nodelay && (ret = repair_setopt(fd, SOL_TCP, TCP_NODELAY, 1)) < 0)
 		goto close_silently;
 	out->failed = REPAIR_STEP_SEND_QUEUE;
-	if (leave == TCP_REPAIR_OFF && rs->sndq_len > 0 &&
-	    (ret = repair_send_sndq(fd, rs->sndq, rs->sndq_len, &out->sndq_sent)) < 0)
+	/* What repair_build() did not queue as sent goes out as new data. */
+	if (leave == TCP_REPAIR_OFF && rs->sndq_len > out->sndq_sent &&
+	    (ret = repair_send_sndq(fd, rs->sndq + out->sndq_sent,
+	    rs->sndq_len - out->sndq_sent, &more)) < 0)
 		goto close_silently;
+	out->sndq_sent += more;
 	out->failed = REPAIR_STEP_NONE;
 	return 0;
 
@@ -582,6 +621,21 @@ repair_build(const struct repair_sock *rs, const struct repair_restore_opts *opt
 	}
 	step = REPAIR_STEP_RECV_QUEUE;
 	if (rs->rcvq_len > 0 && (ret = repair_fill_rcvq(fd, rs->rcvq, rs->rcvq_len)) < 0)
+		goto close_fd;
+	/*
+	 * The bytes the old socket had sent go back as sent (repair mode, send
+	 * queue): snd_nxt then covers them, so the peer's ACK for them is taken
+	 * at once. Written as new data instead, snd_nxt would start at snd_una,
+	 * and a peer that already holds more than one congestion window of them
+	 * (their ACKs died with the VIP on the old node) ACKs beyond snd_nxt,
+	 * which the kernel ignores: the connection retransmitted its first
+	 * segment for ever (captured in a switchover of a busy stream). Bytes
+	 * the peer lacks are retransmitted at the RTO.
+	 */
+	step = REPAIR_STEP_SEND_QUEUE;
+	if (leave != TCP_REPAIR_OFF_NO_WP && rs->sndq_len > rs->sndq_unsent &&
+	    (ret = repair_fill_sent(fd, rs->sndq, rs->sndq_len - rs->sndq_unsent,
+	    &out->sndq_sent)) < 0)
 		goto close_fd;
 	step = REPAIR_STEP_NO_QUEUE;
 	if ((ret = repair_setopt(fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)) < 0)

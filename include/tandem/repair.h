@@ -275,10 +275,14 @@ struct repair_restored {
  * socket, TCP_REPAIR 1, bind (succeeds even under a listener on the same
  * port), receive and send queue sequence numbers, TCP_MAXSEG (else the socket
  * keeps an MSS of 524 for good), connect (no SYN), TCP_REPAIR_OPTIONS,
- * TCP_TIMESTAMP, the unread receive-queue bytes, TCP_REPAIR_WINDOW with
+ * TCP_TIMESTAMP, the unread receive-queue bytes, the send queue's
+ * already-sent part as sent (TCP_SEND_QUEUE: snd_nxt covers it, so a peer
+ * that holds it all — its ACKs died with the old node — is believed at once;
+ * written as new data, an ACK beyond one congestion window of it is ignored by
+ * the kernel and the connection stalls for good), TCP_REPAIR_WINDOW with
  * snd_wl1 = rcv_wup = rcv_nxt, TCP_REPAIR 0 (one window probe, whose answer
- * the watch uses), then the send-queue bytes as normal data (the peer drops
- * what it already had; restoring them as "sent" would stall for ~1 s).
+ * the watch uses), then the never-sent tail as normal data. Sent bytes the
+ * peer lacks come again at the RTO (~1 s, the research's measurement).
  *
  * The local address must be on an interface first (else bind gives
  * -EADDRNOTAVAIL), and the old socket with the same 4-tuple must be gone on

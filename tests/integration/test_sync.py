@@ -304,15 +304,7 @@ def test_switchover_and_back(lab):
               f"{stream_of(srep)['max_stall_ms']:.0f} ms); {dst}: {report_sync(nodes[dst])}",
               flush=True)
         check_idle_survived(rep, f"after the switchover {src}->{dst}")
-        # KNOWN BUG (issue 4 note): a stream with a large unacknowledged send
-        # queue at the freeze can stall after the restore (its peer ACKs beyond
-        # the new socket's snd_nxt, which the kernel ignores), in about one
-        # switchover in three here. Until it is fixed the stream may end 'hung'
-        # in this test (said loudly); it must never be reset or corrupted.
-        st = check_stream(srep, ("ok", "hung"), f"after the switchover {src}->{dst}")
-        if st["state"] != "ok":
-            print(f"  KNOWN BUG: the streaming session stalled after the switchover "
-                  f"{src}->{dst} (see the issue 4 note)", flush=True)
+        check_stream(srep, ("ok",), f"after the switchover {src}->{dst}")
         wait_state(nodes[src], "BACKUP", 5)
     sess.quit()
 
