@@ -41,6 +41,7 @@
 
 #include <tandem/agent.h>
 #include <tandem/auth.h>
+#include <tandem/bal.h>
 #include <tandem/config.h>
 #include <tandem/log.h>
 #include <tandem/proxy.h>
@@ -59,6 +60,8 @@
 #define SESS_RECV_WAIT_S 2.0               /* taking: wait this long for FROZEN */
 #define SESS_RECV_FORGET_S 10.0            /* a REQUEST nothing followed */
 #define SESS_ASK_S 3.0                     /* the peer's handover we asked for */
+#define SESS_SERVER_EVERY_S 1.0            /* server balancing state to the peer */
+#define SESS_PEER_SERVERS_MAX 1024
 #define SESS_WATCH_BATCH 64                /* repair_watch_process calls per wake-up */
 
 enum sess_give_phase {
@@ -137,6 +140,11 @@ struct sess {
 		bool waiting[64];           /* groups whose takeover waits for FROZEN */
 		ev_timer timer;
 	} take;
+
+	/* Balancing state: ours sent every SESS_SERVER_EVERY_S, the peer's kept. */
+	ev_timer server_timer;
+	struct sync_server peer_servers[SESS_PEER_SERVERS_MAX];
+	size_t npeer_servers;
 
 	struct sess_stats stats;
 	struct log_ratelimit rl_ring;
@@ -767,6 +775,7 @@ sess_takeover(struct sess *s)
 }
 
 static void sess_ask_end(struct sess *s, const char *why);
+static void sess_servers_warm(struct sess *s);
 
 static void
 sess_take_finish(struct sess *s)
@@ -812,6 +821,7 @@ sess_hook_vips_up(void *arg, size_t group)
 {
 	struct sess *s = arg;
 
+	sess_servers_warm(s);
 	if (group >= 64)
 		return false;
 	if (s->take.pending) {
@@ -1037,6 +1047,110 @@ sess_can_handover(const struct sess *s)
 	return si.state == SYNC_STATE_UP && si.peer.digest_match && !si.resync_pending;
 }
 
+/* ---- balancing state (the new active node starts warm) --------------------- */
+
+/*
+ * What the peer's balancer learned that ours has not: its connect-time
+ * averages (lrt) per server. Health, rise/fall and slow start are observed
+ * by our own checks on the same servers; least-connection counts follow the
+ * adopted connections themselves; source hashing (Maglev) keeps no table.
+ */
+static void
+sess_server_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sess *s = w->data;
+
+	struct sync_info si;
+
+	(void)loop;
+	(void)revents;
+	if (s->ch == NULL)
+		return;
+	/* Nobody to tell: do not fill the retransmit queue with stale numbers. */
+	sync_info(s->ch, &si);
+	if (si.state != SYNC_STATE_UP)
+		return;
+	for (size_t f = 0; f < s->nfes; f++) {
+		const struct bal_pool *pool = s->fes[f].pool;
+		bool seen = false;
+
+		/* A backend shared by several frontends is sent once. */
+		for (size_t g = 0; g < f; g++)
+			seen |= s->fes[g].pool == pool;
+		if (seen)
+			continue;
+		for (size_t i = 0; i < pool->nservers; i++) {
+			const struct bal_server *sv = &pool->servers[i];
+			struct sync_event ev = { .type = SYNC_EV_SERVER };
+			struct sync_server *o = &ev.u.server;
+			int st = atomic_load_explicit(&sv->state, memory_order_relaxed);
+
+			snprintf(o->backend, sizeof(o->backend), "%s", pool->name);
+			snprintf(o->server, sizeof(o->server), "%s", sv->name);
+			o->health = st == BAL_DOWN ? SYNC_HEALTH_DOWN :
+			    st == BAL_DRAIN ? SYNC_HEALTH_DRAIN :
+			    st == BAL_MAINT ? SYNC_HEALTH_MAINT : SYNC_HEALTH_UP;
+			o->eff_weight = atomic_load_explicit(&sv->eff_weight,
+			    memory_order_relaxed);
+			o->active_conns = atomic_load_explicit(&sv->active,
+			    memory_order_relaxed);
+			o->ewma_us = atomic_load_explicit(&sv->ewma_us, memory_order_relaxed);
+			o->consec_fails = atomic_load_explicit(&sv->consec_fails,
+			    memory_order_relaxed);
+			if (o->ewma_us != 0)
+				sess_queue(s, &ev);
+		}
+	}
+}
+
+static void
+sess_server_keep(struct sess *s, const struct sync_server *sv)
+{
+	size_t i;
+
+	for (i = 0; i < s->npeer_servers; i++)
+		if (strcmp(s->peer_servers[i].backend, sv->backend) == 0 &&
+		    strcmp(s->peer_servers[i].server, sv->server) == 0)
+			break;
+	if (i == SESS_PEER_SERVERS_MAX)
+		return;
+	if (i == s->npeer_servers)
+		s->npeer_servers++;
+	s->peer_servers[i] = *sv;
+}
+
+/* At takeover: the peer's averages where ours have no sample yet. */
+static void
+sess_servers_warm(struct sess *s)
+{
+	size_t warmed = 0;
+
+	for (size_t k = 0; k < s->npeer_servers; k++) {
+		const struct sync_server *sv = &s->peer_servers[k];
+
+		for (size_t f = 0; f < s->nfes; f++) {
+			struct bal_pool *pool = s->fes[f].pool;
+
+			if (strcmp(pool->name, sv->backend) != 0)
+				continue;
+			for (size_t i = 0; i < pool->nservers; i++) {
+				struct bal_server *mine = &pool->servers[i];
+				uint_fast64_t zero = 0;
+
+				if (strcmp(mine->name, sv->server) != 0)
+					continue;
+				if (atomic_compare_exchange_strong(&mine->ewma_us, &zero,
+				    sv->ewma_us))
+					warmed++;
+			}
+			break;
+		}
+	}
+	if (warmed > 0)
+		log_info("session: %zu servers start with the peer's response-time "
+		    "averages", warmed);
+}
+
 /* ---- preemption as a handover ------------------------------------------------ */
 
 /*
@@ -1112,6 +1226,10 @@ sess_on_event(void *arg, const struct sync_event *ev)
 {
 	struct sess *s = arg;
 
+	if (ev->type == SYNC_EV_SERVER) {
+		sess_server_keep(s, &ev->u.server);
+		return;
+	}
 	if (ev->type != SYNC_EV_SWITCH) {
 		int r = shadow_apply(s->peer, ev, sess_now());
 
@@ -1291,6 +1409,9 @@ sess_new(struct ev_loop *loop, const struct cfg *cfg, struct proxy_frontend *fes
 	s->take.timer.data = s;
 	ev_timer_init(&s->ask.timer, sess_ask_timer_cb, 0., 0.);
 	s->ask.timer.data = s;
+	ev_timer_init(&s->server_timer, sess_server_tick, SESS_SERVER_EVERY_S,
+	    SESS_SERVER_EVERY_S);
+	s->server_timer.data = s;
 
 	s->nfds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SESS_FDS_MAX ?
 	    (size_t)rl.rlim_cur : SESS_FDS_MAX;
@@ -1396,6 +1517,7 @@ sess_start(struct sess *s, struct agent *agent)
 		agent_set_sync_ready_all(agent, false);
 	}
 	sync_start(s->ch);
+	ev_timer_start(s->loop, &s->server_timer);
 	return 0;
 }
 
@@ -1409,6 +1531,7 @@ sess_free(struct sess *s)
 	ev_timer_stop(s->loop, &s->give.timer);
 	ev_timer_stop(s->loop, &s->take.timer);
 	ev_timer_stop(s->loop, &s->ask.timer);
+	ev_timer_stop(s->loop, &s->server_timer);
 	ev_timer_stop(s->loop, &s->watch_timer);
 	ev_io_stop(s->loop, &s->watch_io);
 	sync_free(s->ch);

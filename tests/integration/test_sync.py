@@ -257,6 +257,11 @@ def test_node_loss(lab):
     restored, failed, dur = takeover_line(nodes["lb2"])
     print(f"  lb2 takeover: restored {restored}, failed {failed}, {dur} ms", flush=True)
     check(restored >= IDLE, f"lb2 restored {restored} sessions, want >= {IDLE}")
+    # The balancer starts warm: lb2 never connected to the backends itself,
+    # yet has lb1's connect-time averages (what lrt picks by).
+    log = nodes["lb2"].log()
+    check("servers start with the peer's response-time averages" in log,
+          f"lb2 took the peer's server averages at takeover:\n{log[-1500:]}")
     # And they keep working: a second round on the new active node.
     check_idle_survived(sess.check(), "second check on lb2")
     sess.quit()
