@@ -406,22 +406,27 @@ bf_render_all() {
 	done
 }
 
-# Each config checked by its own program, inside the node's namespace.
-bf_check_configs() {
-	local n out
-	bf_render_all "$1"
+# Each rendered config checked by its own program, inside the node's
+# namespace, for the implementations named as arguments (takeover.sh too).
+bf_check_rendered() {
+	local n out impls=" $* "
 	for n in lb1 lb2; do
-		if [[ " ${BF_IMPLS[*]} " == *" tandem "* ]]; then
+		if [[ $impls == *" tandem "* ]]; then
 			out=$(ip netns exec "$(bench_ns "$n")" "$BF_TANDEMD" -c "$LAB_DIR/fo-tandem-$n.conf" 2>&1) ||
 				bench_die "tandemd -c $n:"$'\n'"$out"
 		fi
-		if [[ " ${BF_IMPLS[*]} " == *" keepalived "* ]]; then
+		if [[ $impls == *" keepalived "* ]]; then
 			out=$(ip netns exec "$(bench_ns "$n")" "$BF_HAPROXY" -c -f "$LAB_DIR/fo-haproxy-$n.cfg" 2>&1) ||
 				bench_die "haproxy -c $n:"$'\n'"$out"
 			out=$(ip netns exec "$(bench_ns "$n")" "$BF_KEEPALIVED" -t -f "$LAB_DIR/fo-keepalived-$n.conf" 2>&1) ||
 				bench_die "keepalived -t $n:"$'\n'"$out"
 		fi
 	done
+}
+
+bf_check_configs() {
+	bf_render_all "$1"
+	bf_check_rendered "${BF_IMPLS[@]}"
 }
 
 # ---------------------------------------------------------------- the pair

@@ -188,20 +188,8 @@ tk_render_all() {
 }
 
 tk_check_configs() {
-	local n out
 	tk_render_all "$1"
-	for n in lb1 lb2; do
-		if [[ " ${TK_IMPLS[*]} " == *" tandem "* ]]; then
-			out=$(ip netns exec "$(bench_ns "$n")" "$BF_TANDEMD" -c "$LAB_DIR/fo-tandem-$n.conf" 2>&1) ||
-				bench_die "tandemd -c $n:"$'\n'"$out"
-		fi
-		if [[ " ${TK_IMPLS[*]} " == *" keepalived "* ]]; then
-			out=$(ip netns exec "$(bench_ns "$n")" "$BF_HAPROXY" -c -f "$LAB_DIR/fo-haproxy-$n.cfg" 2>&1) ||
-				bench_die "haproxy -c $n:"$'\n'"$out"
-			out=$(ip netns exec "$(bench_ns "$n")" "$BF_KEEPALIVED" -t -f "$LAB_DIR/fo-keepalived-$n.conf" 2>&1) ||
-				bench_die "keepalived -t $n:"$'\n'"$out"
-		fi
-	done
+	bf_check_rendered "${TK_IMPLS[@]}"
 }
 
 # ---------------------------------------------------------------- sessions
